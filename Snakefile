@@ -1,0 +1,38 @@
+"""fmridecode: decode seen images from fMRI, from raw BOLD to metric tables.
+
+    raw BOLD + events -> glm -> betas -> roi -> voxel matrices --+
+    stimuli -> embed -> CLIP caches -----------------------------+-> fit -> predictions
+                                            generate <-----------+        |
+                                            metrics <---------------------+-> report
+
+Run: snakemake --cores 2            (the embedded default config.yaml)
+     snakemake --cores 2 --configfile tests/configs/tiny.yaml   (the test size)
+"""
+
+import os
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: os.path.join(workflow.basedir, "config.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/simulate.smk"
+include: "rules/glm.smk"
+include: "rules/roi.smk"
+include: "rules/embed.smk"
+include: "rules/fit.smk"
+include: "rules/generate.smk"
+include: "rules/metrics.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    """The metric table of the whole run and the report."""
+    input:
+        f"{OUT}/metrics.parquet",
+        f"{OUT}/report/report.html",
+    default_target: True

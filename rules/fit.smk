@@ -1,0 +1,35 @@
+"""Stage 4: mappers from voxels to embeddings, predictions for the test images."""
+
+
+rule fit_ridge:
+    """Ridge from voxels to image and caption embeddings; alpha by CV on training images."""
+    input:
+        lib("mappers/ridge.py", "mappers/targets.py"),
+        voxels=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.npy",
+        voxels_index=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.index.parquet",
+        image=f"{OUT}/embed/image.npy",
+        image_index=f"{OUT}/embed/image.index.parquet",
+        caption=f"{OUT}/embed/caption.npy",
+        caption_index=f"{OUT}/embed/caption.index.parquet",
+    output:
+        pred_image=f"{OUT}/fit/sub-{{subject}}/ridge/pred_image.npy",
+        pred_image_index=f"{OUT}/fit/sub-{{subject}}/ridge/pred_image.index.parquet",
+        pred_text=f"{OUT}/fit/sub-{{subject}}/ridge/pred_text.npy",
+        pred_text_index=f"{OUT}/fit/sub-{{subject}}/ridge/pred_text.index.parquet",
+        model_image=f"{OUT}/fit/sub-{{subject}}/ridge/model_image.npz",
+        model_text=f"{OUT}/fit/sub-{{subject}}/ridge/model_text.npz",
+        cv=f"{OUT}/fit/sub-{{subject}}/ridge/cv.parquet",
+    params:
+        alphas=config["fit"]["ridge"]["alphas"],
+        cv_folds=config["fit"]["ridge"]["cv_folds"],
+        alpha_per_target=config["fit"]["ridge"]["alpha_per_target"],
+        standardize=config["fit"]["ridge"]["standardize"],
+        seed=config["fit"]["seed"],
+    log:
+        f"{OUT}/logs/fit/sub-{{subject}}_ridge.log",
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    script:
+        "../workflow_scripts/fit_ridge.py"

@@ -1,0 +1,123 @@
+"""Stage 6: tidy metric tables per stage, concatenated into <results>/<dataset>/metrics.parquet."""
+
+
+def glm_inputs(w):
+    return {
+        "betas": expand(
+            f"{OUT}/glm/sub-{w.subject}/ses-{{session}}/betas.nii.gz",
+            session=sessions_of(w.subject),
+        ),
+        "trials": expand(
+            f"{OUT}/glm/sub-{w.subject}/ses-{{session}}/trials.parquet",
+            session=sessions_of(w.subject),
+        ),
+    }
+
+
+rule metrics_glm:
+    """GLM recovery: estimated single-trial betas against the simulator's true amplitudes."""
+    input:
+        unpack(glm_inputs),
+        lib("metrics/glm_recovery.py", "metrics/table.py"),
+        truth=f"{OUT}/truth/sub-{{subject}}.npz",
+    output:
+        f"{OUT}/metrics/glm/sub-{{subject}}.parquet",
+    params:
+        dataset=config["dataset"],
+    log:
+        f"{OUT}/logs/metrics/glm_sub-{{subject}}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    script:
+        "../workflow_scripts/metrics_glm.py"
+
+
+rule metrics_decoding:
+    """Retrieval Recall@k (image and text, both directions) and 2-way identification."""
+    input:
+        lib("metrics/retrieval.py", "metrics/identification.py", "metrics/table.py"),
+        pred_image=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.npy",
+        pred_image_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.index.parquet",
+        pred_text=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_text.npy",
+        pred_text_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_text.index.parquet",
+        image=f"{OUT}/embed/image.npy",
+        image_index=f"{OUT}/embed/image.index.parquet",
+        caption=f"{OUT}/embed/caption.npy",
+        caption_index=f"{OUT}/embed/caption.index.parquet",
+    output:
+        f"{OUT}/metrics/decoding/sub-{{subject}}_{{mapper}}.parquet",
+    params:
+        dataset=config["dataset"],
+        ks=config["metrics"]["ks"],
+    log:
+        f"{OUT}/logs/metrics/decoding_sub-{{subject}}_{{mapper}}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../workflow_scripts/metrics_decoding.py"
+
+
+rule metrics_recon:
+    """PixCorr, SSIM and 2-way identification (CLIP embedding features) of reconstructions."""
+    input:
+        lib(
+            "metrics/image.py",
+            "metrics/identification.py",
+            "metrics/table.py",
+            "embeddings/model.py",
+            "embeddings/cache.py",
+        ),
+        clip_checkpoint(),
+        recons=f"{OUT}/generate/sub-{{subject}}/{{mapper}}/{{generator}}/recons.npy",
+        recons_index=f"{OUT}/generate/sub-{{subject}}/{{mapper}}/{{generator}}/recons.index.parquet",
+        images=stim("images.npy"),
+        images_index=stim("images.index.parquet"),
+        image=f"{OUT}/embed/image.npy",
+        image_index=f"{OUT}/embed/image.index.parquet",
+    output:
+        f"{OUT}/metrics/recon/sub-{{subject}}_{{mapper}}_{{generator}}.parquet",
+    params:
+        dataset=config["dataset"],
+        image_size=config["metrics"]["image_size"],
+        model=config["embed"]["model"],
+        pretrained=config["embed"]["pretrained"] or f"{OUT}/models/clip/checkpoint.pt",
+    log:
+        f"{OUT}/logs/metrics/recon_sub-{{subject}}_{{mapper}}_{{generator}}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    script:
+        "../workflow_scripts/metrics_recon.py"
+
+
+rule metrics_all:
+    """Concatenate every stage's metric table into one tidy table."""
+    input:
+        lib("metrics/table.py"),
+        tables=expand(f"{OUT}/metrics/glm/sub-{{subject}}.parquet", subject=SUBJECTS)
+        + expand(
+            f"{OUT}/metrics/decoding/sub-{{subject}}_{{mapper}}.parquet",
+            subject=SUBJECTS,
+            mapper=config["fit"]["mappers"],
+        )
+        + expand(
+            f"{OUT}/metrics/recon/sub-{{subject}}_{{mapper}}_{{generator}}.parquet",
+            subject=SUBJECTS,
+            mapper=config["fit"]["mappers"],
+            generator=config["generate"]["generators"],
+        ),
+    output:
+        report(f"{OUT}/metrics.parquet", category="Metrics"),
+    log:
+        f"{OUT}/logs/metrics/all.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../workflow_scripts/metrics_all.py"

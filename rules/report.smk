@@ -1,0 +1,31 @@
+"""The human-readable report: metric tables, figures, reconstruction grids."""
+
+
+rule report:
+    """Render the HTML report (summary table, metric figures, reconstruction grids)."""
+    input:
+        lib("report/html.py", "report/figures.py"),
+        metrics=f"{OUT}/metrics.parquet",
+        grids=expand(
+            f"{OUT}/generate/sub-{{subject}}/{{mapper}}/{{generator}}/grid.png",
+            subject=SUBJECTS,
+            mapper=config["fit"]["mappers"],
+            generator=config["generate"]["generators"],
+        ),
+        stats=(
+            [f"{OUT}/models/clip/train_stats.json"] if clip_checkpoint() else []
+        )
+        + [f"{OUT}/models/generator-tiny_stats.json"],
+    output:
+        html=report(f"{OUT}/report/report.html", category="Report"),
+        summary=f"{OUT}/report/summary.md",
+    params:
+        dataset=config["dataset"],
+    log:
+        f"{OUT}/logs/report.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    script:
+        "../workflow_scripts/report.py"

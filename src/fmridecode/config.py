@@ -1,0 +1,55 @@
+"""Config validation against ``config.schema.yaml`` with errors that name the key path.
+
+Snakemake's own ``validate`` reports the schema internals; users need ``glm.poly_degree: 'x'
+is not of type 'integer', 'null'``. Cross-key rules that JSON schema cannot express live here too.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names every offending key path."""
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    if error.validator == "required":
+        # the missing key is in the message, not in the path
+        missing = error.message.split("'")[1] if "'" in error.message else "?"
+        parts.append(missing)
+    elif error.validator == "additionalProperties":
+        return ".".join(parts) or "<top level>"
+    return ".".join(parts) or "<top level>"
+
+
+def validate_config(config: Mapping[str, Any], schema_path: str | os.PathLike) -> None:
+    """Raise ConfigError listing every schema violation as ``key.path: problem``."""
+    with open(schema_path) as f:
+        schema = yaml.safe_load(f)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    problems = [f"{_key_path(e)}: {e.message}" for e in errors]
+    if not problems:
+        problems = _cross_checks(config)
+    if problems:
+        raise ConfigError(
+            f"invalid configuration ({len(problems)} problem(s), see {os.fspath(schema_path)}):\n  "
+            + "\n  ".join(problems)
+        )
+
+
+def _cross_checks(config: Mapping[str, Any]) -> list[str]:
+    """Rules between keys that the schema cannot state."""
+    problems = []
+    if config["fit"]["roi"] not in config["roi"]["sets"]:
+        problems.append(
+            f"fit.roi: {config['fit']['roi']!r} is not one of roi.sets {config['roi']['sets']}"
+        )
+    return problems

@@ -1,0 +1,144 @@
+"""The one array-with-index format, and atomic writes.
+
+Every matrix that flows between stages (voxel matrices, embeddings, predictions,
+reconstructions) is stored as ``<name>.npy`` with a parquet table ``<name>.index.parquet``
+beside it: one index row per array row (stimulus id, split, repeat, ...). Order is never
+implicit: readers join on the index, not on row position.
+
+Writes go to a temporary file in the same folder and are renamed into place, so a killed
+job never leaves a half-written output behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+INDEX_SUFFIX = ".index.parquet"
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file and the problem."""
+
+
+def index_path(array_path: str | os.PathLike) -> Path:
+    """Path of the index table that belongs to ``array_path`` (``x.npy`` -> ``x.index.parquet``)."""
+    p = Path(array_path)
+    if p.suffix != ".npy":
+        raise ValueError(f"{p}: indexed arrays are .npy files")
+    return p.with_suffix(INDEX_SUFFIX)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` (.npy) atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, np.asarray(array))
+
+
+def save_nifti(img: Any, path: str | os.PathLike) -> None:
+    """Write a nibabel image atomically (the temp name keeps the .nii.gz suffix for nibabel)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        import nibabel as nib
+
+        nib.save(img, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write a table to parquet atomically (no pandas index column)."""
+    with atomic_path(path) as tmp:
+        df.reset_index(drop=True).to_parquet(tmp, index=False)
+
+
+def read_parquet(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a parquet table, with the file named in the error if it is missing or broken."""
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError as e:
+        raise DataError(f"{path}: file not found") from e
+    except Exception as e:  # pyarrow raises several types for corrupt files
+        raise DataError(f"{path}: cannot read as parquet ({e})") from e
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> None:
+    """Write JSON atomically, pretty-printed and key-sorted (stable diffs)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def save_indexed(array_path: str | os.PathLike, array: np.ndarray, index: pd.DataFrame) -> None:
+    """Save ``array`` and its row index table; rows must match one to one.
+
+    Refuses non-finite floating values: a NaN is a bug upstream, never something to pass on.
+    """
+    array = np.asarray(array)
+    if len(index) != array.shape[0]:
+        raise ValueError(
+            f"{array_path}: index has {len(index)} rows but array has {array.shape[0]}"
+        )
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+        n_bad = int((~np.isfinite(array)).sum())
+        raise DataError(f"{array_path}: refusing to write {n_bad} non-finite values")
+    save_npy(array_path, array)
+    write_parquet(index, index_path(array_path))
+
+
+def load_indexed(array_path: str | os.PathLike, mmap: bool = False) -> tuple[np.ndarray, pd.DataFrame]:
+    """Load an array and its index table, checking that they belong together."""
+    array_path = Path(array_path)
+    try:
+        array = np.load(array_path, mmap_mode="r" if mmap else None)
+    except FileNotFoundError as e:
+        raise DataError(f"{array_path}: file not found") from e
+    except ValueError as e:
+        raise DataError(f"{array_path}: not a readable .npy file ({e})") from e
+    index = read_parquet(index_path(array_path))
+    if len(index) != array.shape[0]:
+        raise DataError(
+            f"{array_path}: {array.shape[0]} rows but its index "
+            f"{index_path(array_path).name} has {len(index)}"
+        )
+    return array, index

@@ -1,0 +1,99 @@
+"""The one metrics writer: tidy, long-format parquet rows that follow the metric vocabulary.
+
+Every row has ``dataset, subject, mapper, metric, value, status`` plus whatever identifies the
+condition (``target``, ``generator``, ``k``, ``pool``, ``direction``, ``feature``, ``n``,
+``glm_type``, ``roi``, ``chance``). A value that cannot be computed is written as missing with
+``status`` saying why; a computed value must be finite.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+
+from fmridecode.io import read_parquet, write_parquet
+
+REQUIRED = ("dataset", "subject", "mapper", "metric", "value")
+
+#: metric name -> one-line definition (the README's metric table is generated from this).
+METRICS: dict[str, str] = {
+    "recall_at_k": "fraction of test items whose true match is among the k nearest "
+    "(cosine) candidates of the whole pool; forward = fMRI->candidates",
+    "two_way_identification": "fraction of (item, other test item) pairs where the "
+    "prediction is closer (Pearson r of features) to its own target than to the other; "
+    "against all other test images",
+    "pixcorr": "Pearson r between flattened RGB pixels of reconstruction and stimulus",
+    "ssim": "structural similarity, grayscale, Gaussian weights sigma 1.5",
+    "glm_recovery_r": "median over responsive voxels of the Pearson r between estimated "
+    "single-trial betas and the simulator's true amplitudes",
+    "noise_ceiling": "median over responsive voxels of the simulator's noise ceiling (%)",
+}
+
+#: column order of the written tables (extra columns follow).
+COLUMNS = [
+    "dataset",
+    "subject",
+    "mapper",
+    "generator",
+    "metric",
+    "target",
+    "feature",
+    "k",
+    "pool",
+    "direction",
+    "n",
+    "glm_type",
+    "roi",
+    "value",
+    "chance",
+    "status",
+]
+
+
+def metric_rows(base: Mapping[str, Any], rows: Iterable[Mapping[str, Any]]) -> list[dict]:
+    """Merge the shared identifying columns ``base`` into each row."""
+    return [{**base, **r} for r in rows]
+
+
+def validate(df: pd.DataFrame, source: str = "metrics") -> pd.DataFrame:
+    """Check the vocabulary and the no-silent-NaN rule; return the table in column order."""
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise ValueError(f"{source}: metric table lacks columns {missing}")
+    unknown = sorted(set(df["metric"]) - set(METRICS))
+    if unknown:
+        raise ValueError(f"{source}: metric names not in the vocabulary: {unknown}")
+    if "status" not in df.columns:
+        df = df.assign(status="ok")
+    df = df.copy()
+    df["status"] = df["status"].fillna("ok")
+    vals = pd.to_numeric(df["value"], errors="coerce")
+    bad = df[(df["status"] == "ok") & ~vals.map(lambda v: v is not None and math.isfinite(v))]
+    if len(bad):
+        raise ValueError(
+            f"{source}: {len(bad)} rows with status ok have a non-finite value, e.g. "
+            f"{bad.iloc[0].to_dict()}"
+        )
+    df["value"] = vals.astype("float64")
+    cols = [c for c in COLUMNS if c in df.columns] + [c for c in df.columns if c not in COLUMNS]
+    return df[cols]
+
+
+def write_metrics(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, path: str | os.PathLike) -> pd.DataFrame:
+    """Validate and write a metric table (atomic). Returns the written frame."""
+    df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    df = validate(df, source=str(path))
+    write_parquet(df, path)
+    return df
+
+
+def concat_metrics(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """Concatenate per-stage metric tables into one validated table."""
+    frames = [read_parquet(p) for p in paths]
+    if not frames:
+        raise ValueError("no metric tables to concatenate")
+    return validate(pd.concat(frames, ignore_index=True), source="concatenated metrics")

@@ -1,0 +1,69 @@
+"""Figures of the metric table (matplotlib, Agg backend): what people would rather look at."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def recall_figure(metrics: pd.DataFrame) -> bytes:
+    """PNG bytes: forward Recall@k per target and subject, with the chance level drawn."""
+    df = metrics[(metrics["metric"] == "recall_at_k") & (metrics["direction"] == "forward")]
+    targets = sorted(df["target"].dropna().unique())
+    fig, axes = plt.subplots(1, max(len(targets), 1), figsize=(4.5 * max(len(targets), 1), 3.4),
+                             squeeze=False)
+    for ax, target in zip(axes[0], targets, strict=False):
+        sub = df[df["target"] == target]
+        for (subject, mapper), g in sub.groupby(["subject", "mapper"]):
+            g = g.sort_values("k")
+            ax.plot(g["k"], g["value"], marker="o", label=f"sub-{subject} {mapper}")
+        chance = sub.groupby("k")["chance"].first().sort_index()
+        ax.plot(chance.index, chance.values, "k--", label="chance")
+        ax.set(title=f"fMRI -> {target} retrieval", xlabel="k", ylabel="Recall@k", ylim=(0, 1.02))
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def overview_figure(metrics: pd.DataFrame) -> bytes:
+    """PNG bytes: one bar per headline metric and subject (2-way, PixCorr, SSIM, GLM recovery)."""
+    wanted = [
+        ("two_way_identification", "image", None, "2-way (pred. embedding)"),
+        ("two_way_identification", "image", "recon", "2-way (recon, embedding)"),
+        ("pixcorr", None, None, "PixCorr"),
+        ("ssim", None, None, "SSIM"),
+        ("glm_recovery_r", None, None, "GLM recovery r"),
+    ]
+    labels, values, subjects = [], [], []
+    for metric, target, kind, label in wanted:
+        rows = metrics[metrics["metric"] == metric]
+        if target is not None:
+            rows = rows[rows["target"] == target]
+        if "generator" in rows.columns:
+            has_gen = rows["generator"].notna()
+            rows = rows[has_gen] if kind == "recon" else rows[~has_gen] if metric.startswith("two_way") else rows
+        for _, r in rows.iterrows():
+            labels.append(label)
+            values.append(r["value"])
+            subjects.append(r["subject"])
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    if values:
+        frame = pd.DataFrame({"label": labels, "value": values, "subject": subjects})
+        piv = frame.pivot_table(index="label", columns="subject", values="value", sort=False)
+        piv.plot.bar(ax=ax, rot=20)
+        ax.axhline(0.5, color="gray", ls=":", lw=1)
+    ax.set(ylabel="value", title="Headline metrics per subject (dotted: 2-way chance)")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _png(fig: plt.Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()

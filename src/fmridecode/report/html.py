@@ -1,0 +1,111 @@
+"""The run's report: a headline table, figures and reconstruction grids in one HTML file.
+
+Self-contained (images embedded as base64) so it can be mailed or attached to a paper's
+supplement; a markdown summary with the same headline table sits beside it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fmridecode.io import atomic_path
+from fmridecode.metrics.table import METRICS
+from fmridecode.report.figures import overview_figure, recall_figure
+
+
+def headline_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per subject (and mapper / generator where relevant) with the headline figures."""
+
+    def pick(**cond: Any) -> pd.DataFrame:
+        rows = metrics
+        for k, v in cond.items():
+            rows = rows[rows[k].isna()] if v is None else rows[rows[k] == v]
+        return rows
+
+    out = []
+    for subject in sorted(metrics["subject"].dropna().unique()):
+        row: dict[str, Any] = {"subject": subject}
+        for target in ("image", "text"):
+            r1 = pick(subject=subject, metric="recall_at_k", target=target, k=1, direction="forward")
+            if len(r1):
+                row[f"R@1 {target}"] = r1["value"].mean()
+                row[f"R@1 {target} chance"] = r1["chance"].mean()
+            tw = pick(subject=subject, metric="two_way_identification", target=target, generator=None)
+            if len(tw):
+                row[f"2-way {target} emb."] = tw["value"].mean()
+        for metric, label in (
+            ("two_way_identification", "2-way recon"),
+            ("pixcorr", "PixCorr"),
+            ("ssim", "SSIM"),
+        ):
+            rows = pick(subject=subject, metric=metric)
+            rows = rows[rows["generator"].notna()] if "generator" in rows else rows.iloc[:0]
+            if len(rows):
+                row[label] = rows["value"].mean()
+        for metric, label in (("glm_recovery_r", "GLM recovery r"), ("noise_ceiling", "noise ceiling %")):
+            rows = pick(subject=subject, metric=metric)
+            if len(rows):
+                row[label] = rows["value"].mean()
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def _img_tag(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def render_report(
+    metrics: pd.DataFrame,
+    grids: Sequence[str | os.PathLike],
+    out_html: str | os.PathLike,
+    out_md: str | os.PathLike,
+    *,
+    title: str,
+    notes: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Write the HTML report and the markdown summary; return the headline table."""
+    head = headline_table(metrics)
+    md = [f"# {title}", "", head.to_markdown(index=False, floatfmt=".3f"), ""]
+    if notes:
+        md += ["## Run notes", ""] + [f"- {k}: {v}" for k, v in notes.items()] + [""]
+    with atomic_path(out_md) as tmp:
+        tmp.write_text("\n".join(md))
+
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
+        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;"
+        "text-align:right}img{max-width:100%}h2{margin-top:1.6em}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        "<h2>Headline metrics</h2>",
+        head.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="–"),
+        "<h2>Figures</h2>",
+        _img_tag(overview_figure(metrics), "headline metrics"),
+        _img_tag(recall_figure(metrics), "retrieval recall at k"),
+        "<h2>Reconstructions</h2>",
+    ]
+    for g in grids:
+        parts += [f"<h3>{html.escape(Path(g).parent.relative_to(Path(g).parents[3]).as_posix())}</h3>",
+                  _img_tag(Path(g).read_bytes(), str(g))]
+    if notes:
+        parts += ["<h2>Run notes</h2><ul>"]
+        parts += [f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in notes.items()]
+        parts += ["</ul>"]
+    parts += ["<h2>Metric definitions</h2><dl>"]
+    for name in sorted(set(metrics["metric"])):
+        parts.append(f"<dt><code>{name}</code></dt><dd>{html.escape(METRICS[name])}</dd>")
+    parts += ["</dl>", "<h2>All metric rows</h2>",
+              metrics.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep=""),
+              "</body></html>"]
+    with atomic_path(out_html) as tmp:
+        tmp.write_text("\n".join(parts))
+    return head

@@ -1,0 +1,29 @@
+"""Rule metrics_decoding: retrieval Recall@k and 2-way identification of predicted embeddings."""
+
+from fmridecode.io import load_indexed
+from fmridecode.mappers.targets import align, text_embeddings
+from fmridecode.metrics.identification import two_way_identification
+from fmridecode.metrics.retrieval import retrieval_rows
+from fmridecode.metrics.table import write_metrics
+from fmridecode.workflow import setup
+
+smk = snakemake  # noqa: F821 - injected by Snakemake
+log = setup(smk)
+image_emb, image_index = load_indexed(smk.input.image)
+caption_emb, caption_index = load_indexed(smk.input.caption)
+text_emb, text_ids = text_embeddings(caption_emb, caption_index)
+truth = {"image": (image_emb, list(image_index["stim_id"])), "text": (text_emb, text_ids)}
+base = {"dataset": smk.params.dataset, "subject": smk.wildcards.subject, "mapper": smk.wildcards.mapper}
+rows = []
+for target in ("image", "text"):
+    pred, pred_index = load_indexed(smk.input[f"pred_{target}"])
+    emb, ids = truth[target]
+    # candidates: the embeddings of the test images, in the predictions' order
+    candidates = align(emb, ids, list(pred_index["stim_id"]), f"{target} embeddings")
+    rows += retrieval_rows(pred, candidates, target=target, ks=smk.params.ks)
+    rows.append(
+        {"metric": "two_way_identification", "target": target, "feature": "embedding",
+         "value": two_way_identification(pred, candidates), "chance": 0.5, "n": len(pred)}
+    )
+write_metrics([{**base, **r} for r in rows], smk.output[0])
+log.info("%d metric rows", len(rows))

@@ -1,0 +1,27 @@
+"""Rule metrics_glm: recovery of the true single-trial amplitudes by the GLM betas."""
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from fmridecode.io import read_parquet
+from fmridecode.metrics.glm_recovery import glm_recovery
+from fmridecode.metrics.table import write_metrics
+from fmridecode.workflow import setup
+
+smk = snakemake  # noqa: F821 - injected by Snakemake
+log = setup(smk)
+truth = dict(np.load(smk.input.truth))
+ijk = tuple(truth["voxel_ijk"].T)
+betas = np.concatenate([np.asarray(nib.load(p).dataobj)[ijk].T for p in smk.input.betas])
+trials = pd.concat([read_parquet(p) for p in smk.input.trials], ignore_index=True)
+res = glm_recovery(betas, trials, truth)
+base = {"dataset": smk.params.dataset, "subject": smk.wildcards.subject, "mapper": "none"}
+rows = [
+    {**base, "metric": "glm_recovery_r", "glm_type": "B", "value": res["median_r"],
+     "n": int(truth["responsive"].sum())},
+    {**base, "metric": "noise_ceiling", "value": float(np.median(truth["noise_ceiling"][truth["responsive"]])),
+     "n": int(truth["responsive"].sum())},
+]
+write_metrics(rows, smk.output[0])
+log.info("GLM recovery %s", res)

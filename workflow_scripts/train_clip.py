@@ -1,0 +1,30 @@
+"""Rule train_clip: train the small open_clip model on the non-test stimuli."""
+
+import numpy as np
+
+from fmridecode.embeddings.train import train_clip
+from fmridecode.io import load_indexed, read_parquet, write_json
+from fmridecode.workflow import setup
+
+smk = snakemake  # noqa: F821 - injected by Snakemake
+log = setup(smk)
+images, index = load_indexed(smk.input.images)
+keep = (index["split"] != "test").to_numpy()
+captions = read_parquet(smk.input.captions)
+t = smk.params.train
+stats = train_clip(
+    images[keep],
+    captions,
+    list(index["stim_id"][keep]),
+    smk.output.checkpoint,
+    model_name=smk.params.model,
+    epochs=t["epochs"],
+    max_minutes=t["max_minutes"],
+    batch_size=t["batch_size"],
+    lr=t["lr"],
+    seed=smk.params.seed,
+    threads=smk.threads,
+)
+stats["n_train_images"] = int(np.sum(keep))
+write_json(stats, smk.output.stats)
+log.info("trained on %d images: %s", int(np.sum(keep)), {k: stats[k] for k in stats if "curve" not in k})
