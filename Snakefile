@@ -31,8 +31,13 @@ include: "rules/report.smk"
 
 
 rule all:
-    """The metric table of the whole run and the report."""
+    """The metric table of the whole run, the report, and every configured ROI matrix."""
     input:
         f"{OUT}/metrics.parquet",
         f"{OUT}/report/report.html",
+        expand(
+            f"{OUT}/roi/sub-{{subject}}/{{roi}}/voxels.npy",
+            subject=SUBJECTS,
+            roi=config["roi"]["sets"],
+        ),
     default_target: True

@@ -28,6 +28,8 @@ rule train_clip:
     resources:
         mem_mb=4000,
         runtime=30,
+    conda:
+        "../envs/torch.yaml"
     script:
         "../workflow_scripts/train_clip.py"
 
@@ -55,5 +57,7 @@ rule embed:
     resources:
         mem_mb=4000,
         runtime=20,
+    conda:
+        "../envs/torch.yaml"
     script:
         "../workflow_scripts/embed.py"

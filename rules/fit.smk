@@ -31,5 +31,7 @@ rule fit_ridge:
     resources:
         mem_mb=4000,
         runtime=20,
+    conda:
+        "../envs/torch.yaml"
     script:
         "../workflow_scripts/fit_ridge.py"

@@ -23,6 +23,8 @@ rule train_generator:
     resources:
         mem_mb=4000,
         runtime=30,
+    conda:
+        "../envs/torch.yaml"
     script:
         "../workflow_scripts/train_generator.py"
 
@@ -56,5 +58,7 @@ rule generate:
     resources:
         mem_mb=4000,
         runtime=20,
+    conda:
+        "../envs/torch.yaml"
     script:
         "../workflow_scripts/generate.py"

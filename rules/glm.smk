@@ -25,5 +25,7 @@ rule glm:
     resources:
         mem_mb=4000,
         runtime=30,
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow_scripts/glm.py"

@@ -30,6 +30,8 @@ rule metrics_glm:
     resources:
         mem_mb=4000,
         runtime=10,
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow_scripts/metrics_glm.py"
 
@@ -57,6 +59,8 @@ rule metrics_decoding:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow_scripts/metrics_decoding.py"
 
@@ -91,6 +95,8 @@ rule metrics_recon:
     resources:
         mem_mb=4000,
         runtime=10,
+    conda:
+        "../envs/torch.yaml"
     script:
         "../workflow_scripts/metrics_recon.py"
 
@@ -119,5 +125,7 @@ rule metrics_all:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow_scripts/metrics_all.py"

@@ -27,5 +27,7 @@ rule report:
     resources:
         mem_mb=2000,
         runtime=5,
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow_scripts/report.py"

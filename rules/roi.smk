@@ -26,5 +26,7 @@ rule roi:
     resources:
         mem_mb=4000,
         runtime=10,
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow_scripts/roi.py"

@@ -11,6 +11,7 @@ rule simulate_stimuli:
         captions=stim("captions.parquet"),
         labels=stim("labels.parquet"),
         categories=stim("categories.parquet"),
+        objects=stim("objects.parquet"),
         description=f"{OUT}/bids/dataset_description.json",
         sidecar=f"{OUT}/bids/task-images_bold.json",
     params:
@@ -22,6 +23,8 @@ rule simulate_stimuli:
     resources:
         mem_mb=2000,
         runtime=10,
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow_scripts/simulate_stimuli.py"
 
@@ -33,6 +36,7 @@ rule simulate_subject:
         images=stim("images.npy"),
         images_index=stim("images.index.parquet"),
         labels=stim("labels.parquet"),
+        objects=stim("objects.parquet"),
         sidecar=f"{OUT}/bids/task-images_bold.json",
     output:
         bids=directory(f"{OUT}/bids/sub-{{subject}}"),
@@ -49,5 +53,7 @@ rule simulate_subject:
     resources:
         mem_mb=4000,
         runtime=30,
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow_scripts/simulate_subject.py"

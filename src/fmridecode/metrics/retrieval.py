@@ -1,0 +1,101 @@
+"""Top-k retrieval by cosine similarity (fMRI prediction <-> candidate embeddings)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from fmridecode.io import DataError
+
+
+def _unit_rows(a: np.ndarray, name: str) -> np.ndarray:
+    """Rows scaled to unit L2 norm (float64); zero or non-finite rows are an error."""
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim != 2:
+        raise DataError(f"retrieval: {name} must be 2D, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise DataError(f"retrieval: {name} has non-finite values")
+    norm = np.linalg.norm(a, axis=1)
+    if np.any(norm == 0):
+        raise DataError(f"retrieval: {name} rows {np.flatnonzero(norm == 0)[:5].tolist()} are zero")
+    return a / norm[:, None]
+
+
+def ranks(pred: np.ndarray, candidates: np.ndarray, true_index: np.ndarray) -> np.ndarray:
+    """0-based rank of each query's true candidate under cosine similarity, ties pessimistic.
+
+    rank_i = number of candidates j != true_index[i] with cos(pred_i, c_j) >= cos(pred_i,
+    c_true); a candidate tied with the true one counts as ranked before it.
+    """
+    P, C = _unit_rows(pred, "pred"), _unit_rows(candidates, "candidates")
+    if P.shape[1] != C.shape[1]:
+        raise DataError(f"retrieval: pred has {P.shape[1]} dims, candidates {C.shape[1]}")
+    true_index = np.asarray(true_index)
+    if true_index.shape != (P.shape[0],) or not np.issubdtype(true_index.dtype, np.integer):
+        raise DataError(
+            f"retrieval: true_index must be {P.shape[0]} integers, got {true_index.shape}"
+        )
+    if np.any((true_index < 0) | (true_index >= C.shape[0])):
+        raise DataError(f"retrieval: true_index outside 0..{C.shape[0] - 1}")
+    S = P @ C.T
+    true_sim = S[np.arange(P.shape[0]), true_index]
+    return (S >= true_sim[:, None]).sum(axis=1) - 1
+
+
+def recall_at_k(
+    pred: np.ndarray,
+    candidates: np.ndarray,
+    true_index: np.ndarray,
+    ks: Sequence[int] = (1, 5, 10),
+) -> dict[int, float]:
+    """Fraction of queries whose true candidate is among their k most cosine-similar.
+
+    ``pred`` (n, d) are the queries, ``candidates`` (m, d) the whole pool, ``true_index`` (n,)
+    the row of each query's match in ``candidates``. Ties are pessimistic (see ``ranks``);
+    chance = k / m. For fMRI -> text with several captions per image, pass one candidate per
+    image (the mean of its caption embeddings), so that the pool has one entry per image.
+    """
+    r = ranks(pred, candidates, true_index)
+    for k in ks:
+        if int(k) < 1:
+            raise ValueError(f"recall_at_k: k must be >= 1, got {k}")
+    return {int(k): float(np.mean(r < int(k))) for k in ks}
+
+
+def retrieval_rows(
+    pred: np.ndarray,
+    candidates: np.ndarray,
+    true_index: np.ndarray | None = None,
+    *,
+    target: str,
+    ks: Sequence[int] = (1, 5, 10),
+) -> list[dict]:
+    """Metric rows for both directions (merge dataset/subject/mapper in with ``metric_rows``).
+
+    ``true_index`` defaults to ``arange(n)``: candidate i is the match of prediction i.
+    forward: each prediction retrieves among all ``candidates`` (chance k/m, n = #predictions).
+    backward: the true candidate of each prediction retrieves among all n predictions whether
+    its own prediction is within its top k (chance k/n).
+    """
+    n_pred = np.asarray(pred).shape[0]
+    true_index = np.arange(n_pred) if true_index is None else np.asarray(true_index)
+    n, m = len(true_index), np.asarray(candidates).shape[0]
+    forward = recall_at_k(pred, candidates, true_index, ks)
+    backward = recall_at_k(np.asarray(candidates)[true_index], pred, np.arange(n), ks)
+    rows = []
+    for direction, res, pool_size in (("forward", forward, m), ("backward", backward, n)):
+        for k, v in res.items():
+            rows.append(
+                {
+                    "metric": "recall_at_k",
+                    "target": target,
+                    "k": k,
+                    "pool": "all",
+                    "direction": direction,
+                    "value": v,
+                    "chance": min(k / pool_size, 1.0),
+                    "n": n,
+                }
+            )
+    return rows

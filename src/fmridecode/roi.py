@@ -1,0 +1,250 @@
+"""ROI voxel matrices: masks from the subject's anat files, betas -> (stimuli, voxels).
+
+A voxel matrix is built per subject and ROI from the per-session GLM outputs:
+extract the ROI voxels from each session's single-trial betas, z-score every voxel within
+each session (using that session's trials only), then average the repeats of each image.
+Voxel (column) order is the C order of the volume inside the mask, as nilearn's masking
+gives it, the same order as the simulator's ground truth over the brain mask.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from nilearn import masking
+
+from fmridecode.io import DataError, read_parquet
+
+#: streams dseg label of each visual stream (CONTRACTS.md: 0 none, 1 early, 2 mid, 3 high).
+STREAMS = {"early": 1, "mid": 2, "high": 3}
+#: splits a stimulus shown in the scanner may belong to.
+SCANNED_SPLITS = ("train", "test")
+
+ImgLike = str | os.PathLike | nib.Nifti1Image
+
+
+def _sub(subject: str) -> str:
+    """'01' or 'sub-01' -> 'sub-01'."""
+    subject = str(subject)
+    return subject if subject.startswith("sub-") else f"sub-{subject}"
+
+
+def _anat(bids_dir: str | os.PathLike, subject: str, suffix: str) -> Path:
+    sub = _sub(subject)
+    return Path(bids_dir) / sub / "anat" / f"{sub}_{suffix}"
+
+
+def _load(img: ImgLike, what: str) -> nib.Nifti1Image:
+    """Load a NIfTI image (or pass an image through), naming the file on failure."""
+    if isinstance(img, nib.Nifti1Image):
+        return img
+    try:
+        return nib.load(img)
+    except FileNotFoundError as e:
+        raise DataError(f"{img}: {what} file not found") from e
+    except Exception as e:  # nibabel raises several types for corrupt files
+        raise DataError(f"{img}: cannot read {what} as NIfTI ({e})") from e
+
+
+def _name(img: nib.Nifti1Image, fallback: str) -> str:
+    return img.get_filename() or fallback
+
+
+def _dseg_labels(tsv: Path) -> dict[str, int]:
+    """name -> label index of a BIDS dseg .tsv (columns ``index, name``)."""
+    if not tsv.exists():
+        raise DataError(f"{tsv}: label table not found")
+    df = pd.read_csv(tsv, sep="\t")
+    if not {"index", "name"} <= set(df.columns):
+        raise DataError(f"{tsv}: needs columns 'index' and 'name', has {list(df.columns)}")
+    if df["name"].duplicated().any():
+        raise DataError(f"{tsv}: duplicated names {sorted(df['name'][df['name'].duplicated()])}")
+    return {str(n): int(i) for n, i in zip(df["name"], df["index"], strict=True)}
+
+
+def roi_names(bids_dir: str | os.PathLike, subject: str) -> list[str]:
+    """Every ROI name ``roi_mask`` knows for this subject (floc names read from its .tsv)."""
+    names = ["nsdgeneral", *STREAMS]
+    floc_tsv = _anat(bids_dir, subject, "desc-floc_dseg.tsv")
+    if floc_tsv.exists():
+        names += [f"floc-{n}" for n, i in _dseg_labels(floc_tsv).items() if i != 0]
+    return names
+
+
+def roi_mask(bids_dir: str | os.PathLike, subject: str, roi: str) -> nib.Nifti1Image:
+    """Binary (uint8 0/1) mask of ``roi`` on the subject's functional grid.
+
+    ``nsdgeneral``: the visual mask; ``early``/``mid``/``high``: streams dseg labels 1/2/3;
+    ``floc-<name>``: the floc dseg label whose name is ``<name>`` in its .tsv. The result is
+    intersected with the brain mask when that file exists (betas are 0 outside it).
+    """
+    if roi == "nsdgeneral":
+        src = _anat(bids_dir, subject, "desc-nsdgeneral_mask.nii.gz")
+        img = _load(src, "nsdgeneral mask")
+        sel = np.asarray(img.dataobj) > 0
+    elif roi in STREAMS:
+        src = _anat(bids_dir, subject, "desc-streams_dseg.nii.gz")
+        img = _load(src, "streams dseg")
+        sel = np.asarray(img.dataobj) == STREAMS[roi]
+    elif roi.startswith("floc-") and roi in roi_names(bids_dir, subject):
+        labels = _dseg_labels(_anat(bids_dir, subject, "desc-floc_dseg.tsv"))
+        src = _anat(bids_dir, subject, "desc-floc_dseg.nii.gz")
+        img = _load(src, "floc dseg")
+        sel = np.asarray(img.dataobj) == labels[roi[5:]]
+    else:
+        raise DataError(
+            f"{Path(bids_dir) / _sub(subject) / 'anat'}: unknown ROI {roi!r}; known ROIs are "
+            f"{roi_names(bids_dir, subject)}"
+        )
+    if sel.ndim != 3:
+        raise DataError(f"{src}: expected a 3D image, got shape {sel.shape}")
+    brain = _anat(bids_dir, subject, "desc-brain_mask.nii.gz")
+    if brain.exists():
+        bimg = _load(brain, "brain mask")
+        _check_grid(bimg, img, str(brain), str(src))
+        sel &= np.asarray(bimg.dataobj) > 0
+    if not sel.any():
+        raise DataError(f"{src}: ROI {roi!r} of {_sub(subject)} has no voxels")
+    return nib.Nifti1Image(sel.astype(np.uint8), img.affine)
+
+
+def _check_grid(a: nib.Nifti1Image, b: nib.Nifti1Image, name_a: str, name_b: str) -> None:
+    """Raise DataError unless ``a`` and ``b`` share the 3D voxel grid (shape and affine)."""
+    if a.shape[:3] != b.shape[:3] or not np.allclose(a.affine, b.affine, atol=1e-5):
+        raise DataError(
+            f"{name_a} and {name_b}: voxel grids differ "
+            f"(shape {a.shape[:3]} vs {b.shape[:3]}, affines\n{a.affine}\nvs\n{b.affine})"
+        )
+
+
+def extract(betas_img: ImgLike, mask_img: ImgLike) -> np.ndarray:
+    """Betas inside the mask as float32 (n_trials, n_voxels), voxels in C order of the volume.
+
+    The grids must match exactly (no resampling); non-finite betas inside the mask are an error.
+    """
+    betas = _load(betas_img, "betas")
+    mask = _load(mask_img, "mask")
+    b_name, m_name = _name(betas, "betas image"), _name(mask, "mask image")
+    if betas.ndim != 4:
+        raise DataError(f"{b_name}: betas must be 4D (X, Y, Z, n_trials), got {betas.shape}")
+    _check_grid(betas, mask, b_name, m_name)
+    mask_bin = nib.Nifti1Image((np.asarray(mask.dataobj) > 0).astype(np.uint8), mask.affine)
+    X = masking.apply_mask(betas, mask_bin, dtype="f", ensure_finite=False)
+    X = np.asarray(X, dtype=np.float32)
+    if not np.all(np.isfinite(X)):
+        n_bad = int((~np.isfinite(X)).sum())
+        raise DataError(f"{b_name}: {n_bad} non-finite betas inside the mask {m_name}")
+    return X
+
+
+def zscore_by_session(X: np.ndarray, sessions: Sequence | np.ndarray) -> np.ndarray:
+    """Z-score every column of ``X`` within each session's rows (ddof=0), as float32.
+
+    A voxel with zero variance within a session becomes 0 for that session, never NaN.
+    """
+    X = np.asarray(X)
+    sessions = np.asarray(sessions)
+    if X.ndim != 2 or sessions.shape != (X.shape[0],):
+        raise DataError(f"zscore_by_session: X {X.shape} and sessions {sessions.shape} disagree")
+    out = np.empty(X.shape, dtype=np.float32)
+    for s in pd.unique(sessions):
+        rows = sessions == s
+        x = X[rows].astype(np.float64)
+        mu = x.mean(axis=0)
+        sd = x.std(axis=0)
+        ok = x.max(axis=0) > x.min(axis=0)  # exact test: sd of a constant can round to >0
+        z = np.zeros_like(x)
+        z[:, ok] = (x[:, ok] - mu[ok]) / sd[ok]
+        out[rows] = z
+    return out
+
+
+def average_repeats(
+    X: np.ndarray, trials: pd.DataFrame, split_of: Mapping[str, str]
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Average the rows of each stimulus: row i of ``X`` is the trial in row i of ``trials``.
+
+    Returns float32 (n_stimuli, n_voxels) and an index with columns ``stim_id, split,
+    n_repeats``, rows sorted by (split, stim_id). Every stimulus must have a split in
+    ``split_of`` that is ``train`` or ``test``.
+    """
+    X = np.asarray(X)
+    if "stim_id" not in trials.columns:
+        raise DataError(f"average_repeats: trials table lacks 'stim_id' ({list(trials.columns)})")
+    if len(trials) != X.shape[0]:
+        raise DataError(f"average_repeats: {len(trials)} trials but X has {X.shape[0]} rows")
+    stim = trials["stim_id"].astype(str).to_numpy()
+    missing = sorted(set(stim) - set(split_of))
+    if missing:
+        raise DataError(
+            f"average_repeats: {len(missing)} stimuli without a split, e.g. {missing[:5]}"
+        )
+    index = pd.DataFrame({"stim_id": stim, "split": [split_of[s] for s in stim]})
+    bad = sorted(set(index["split"]) - set(SCANNED_SPLITS))
+    if bad:
+        raise DataError(
+            f"average_repeats: scanned stimuli with split {bad}, expected {SCANNED_SPLITS}"
+        )
+    index = index.groupby(["split", "stim_id"], sort=True).size().rename("n_repeats").reset_index()
+    index = index[["stim_id", "split", "n_repeats"]]
+    row_of = {s: r for r, s in enumerate(index["stim_id"])}
+    rows = np.fromiter((row_of[s] for s in stim), dtype=np.int64, count=len(stim))
+    sums = np.zeros((len(index), X.shape[1]), dtype=np.float64)
+    np.add.at(sums, rows, X.astype(np.float64))
+    X_avg = (sums / index["n_repeats"].to_numpy()[:, None]).astype(np.float32)
+    index["n_repeats"] = index["n_repeats"].astype(np.int64)
+    return X_avg, index.reset_index(drop=True)
+
+
+def _trials_table(
+    t: pd.DataFrame | str | os.PathLike, n_vols: int, betas_name: str
+) -> pd.DataFrame:
+    """A session's trials table in betas-volume order (by its ``trial`` column when present)."""
+    name = str(t) if not isinstance(t, pd.DataFrame) else "trials table"
+    df = t if isinstance(t, pd.DataFrame) else read_parquet(t)
+    need = {"session", "stim_id"}
+    if not need <= set(df.columns):
+        raise DataError(f"{name}: needs columns {sorted(need)}, has {list(df.columns)}")
+    if "trial" in df.columns:
+        df = df.sort_values("trial", kind="stable")
+        if not np.array_equal(df["trial"].to_numpy(), np.arange(len(df))):
+            raise DataError(f"{name}: 'trial' column is not 0..{len(df) - 1}")
+    if len(df) != n_vols:
+        raise DataError(f"{name} and {betas_name}: {len(df)} trials but {n_vols} beta volumes")
+    return df.reset_index(drop=True)
+
+
+def build_voxel_matrix(
+    betas_imgs: Sequence[ImgLike],
+    trials_tables: Sequence[pd.DataFrame | str | os.PathLike],
+    mask_img: ImgLike,
+    split_of: Mapping[str, str],
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """One subject's ROI voxel matrix: extract -> z-score per session -> average repeats.
+
+    ``betas_imgs[i]`` and ``trials_tables[i]`` are one GLM session output (betas.nii.gz and
+    trials.parquet, or loaded objects). Sessions are taken from the tables' ``session``
+    column. Returns float32 (n_stimuli, n_voxels) and the index of ``average_repeats``.
+    """
+    if len(betas_imgs) != len(trials_tables):
+        raise DataError(
+            f"build_voxel_matrix: {len(betas_imgs)} betas images but "
+            f"{len(trials_tables)} trials tables"
+        )
+    if not betas_imgs:
+        raise DataError("build_voxel_matrix: no sessions given")
+    mask = _load(mask_img, "mask")
+    blocks, tables = [], []
+    for b, t in zip(betas_imgs, trials_tables, strict=True):
+        img = _load(b, "betas")
+        X = extract(img, mask)
+        tables.append(_trials_table(t, X.shape[0], _name(img, "betas image")))
+        blocks.append(X)
+    trials = pd.concat(tables, ignore_index=True)
+    X = zscore_by_session(np.concatenate(blocks, axis=0), trials["session"].astype(str).to_numpy())
+    return average_repeats(X, trials, split_of)

@@ -1,0 +1,245 @@
+"""Metrics against hand-computed cases and brute-force references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fmridecode.io import DataError
+from fmridecode.metrics.glm_recovery import glm_recovery
+from fmridecode.metrics.identification import two_way_identification
+from fmridecode.metrics.image import pixcorr, pixcorr_each, resize, ssim, ssim_each
+from fmridecode.metrics.retrieval import ranks, recall_at_k, retrieval_rows
+from fmridecode.metrics.table import METRICS, validate
+
+# -- retrieval -------------------------------------------------------------------------------
+
+CANDS = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.0]])
+
+
+def test_recall_hand_case_and_cosine():
+    # cos with c0..c3: p0 -> .995, .0995, .777, -.995 ; p1 = (0, 3) -> 0, 1, .707, 0
+    pred = np.array([[1.0, 0.1], [0.0, 3.0]])
+    assert ranks(pred, CANDS, np.array([2, 1])).tolist() == [1, 0]
+    assert recall_at_k(pred, CANDS, np.array([2, 1]), ks=(1, 2)) == {1: 0.5, 2: 1.0}
+    # cosine: scaling a query or a candidate changes nothing
+    assert recall_at_k(pred * 7, CANDS * [[1], [9], [0.1], [2]], np.array([2, 1]), ks=(1,)) == {
+        1: 0.5
+    }
+
+
+def test_recall_ties_are_pessimistic():
+    cands = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0]])  # 0 and 1 have the same direction
+    pred = np.array([[1.0, 0.0]])
+    assert ranks(pred, cands, np.array([1])).tolist() == [1]
+    assert recall_at_k(pred, cands, np.array([1]), ks=(1, 2)) == {1: 0.0, 2: 1.0}
+
+
+def test_recall_matches_argsort_reference():
+    rng = np.random.default_rng(0)
+    pred, cands = rng.normal(size=(30, 8)), rng.normal(size=(50, 8))
+    true = rng.integers(0, 50, size=30)
+    got = recall_at_k(pred, cands, true, ks=(1, 5, 10))
+    sim = (pred / np.linalg.norm(pred, axis=1, keepdims=True)) @ (
+        cands / np.linalg.norm(cands, axis=1, keepdims=True)
+    ).T
+    order = np.argsort(-sim, axis=1)
+    rank = np.array([np.flatnonzero(order[i] == true[i])[0] for i in range(30)])
+    assert got == {k: float(np.mean(rank < k)) for k in (1, 5, 10)}
+
+
+def test_retrieval_rows_both_directions():
+    # forward: p0 -> c0 (.981) beats c1 (.614): hit; p1 -> c0 (.995) beats its c1 (.534): miss.
+    # backward: c0 -> p1 (.995) beats its p0 (.981): miss; c1 -> p0 (.614) beats its p1: miss.
+    pred = np.array([[1.0, 0.2], [1.0, 0.1]])
+    cands = np.array([[1.0, 0.0], [0.5, 1.0], [-1.0, 0.0]])
+    rows = retrieval_rows(pred, cands, np.array([0, 1]), target="image", ks=(1, 2))
+    df = validate(pd.DataFrame(rows).assign(dataset="d", subject="01", mapper="ridge"))
+    got = {(r.direction, r.k): (r.value, r.chance, r.n) for r in df.itertuples()}
+    assert got == {
+        ("forward", 1): (0.5, 1 / 3, 2),
+        ("forward", 2): (1.0, 2 / 3, 2),
+        ("backward", 1): (0.0, 0.5, 2),
+        ("backward", 2): (1.0, 1.0, 2),
+    }
+    assert set(df["metric"]) == {"recall_at_k"} and set(df["pool"]) == {"all"}
+    # default true_index: candidate i belongs to prediction i
+    assert retrieval_rows(pred, cands[:2], target="text", ks=(1,)) == [
+        {**r, "target": "text", "chance": 0.5} for r in rows if r["k"] == 1
+    ]
+    assert "recall_at_k" in METRICS
+
+
+def test_retrieval_errors():
+    with pytest.raises(DataError, match="rows \\[1\\] are zero"):
+        recall_at_k(np.array([[1.0, 0.0], [0.0, 0.0]]), CANDS, np.array([0, 1]))
+    with pytest.raises(DataError, match="outside"):
+        recall_at_k(np.array([[1.0, 0.0]]), CANDS, np.array([4]))
+
+
+# -- two-way identification ------------------------------------------------------------------
+
+
+def test_two_way_identification_matches_double_loop():
+    rng = np.random.default_rng(1)
+    true = rng.normal(size=(12, 20))
+    pred = true + 1.5 * rng.normal(size=(12, 20))
+    expected = np.mean(
+        [
+            np.mean(
+                [
+                    np.corrcoef(pred[i], true[i])[0, 1] > np.corrcoef(pred[i], true[j])[0, 1]
+                    for j in range(12)
+                    if j != i
+                ]
+            )
+            for i in range(12)
+        ]
+    )
+    got = two_way_identification(pred, true)
+    assert 0.5 < got < 1.0
+    assert got == pytest.approx(expected, abs=1e-12)
+
+
+def test_two_way_identification_extremes_and_errors():
+    true = np.random.default_rng(2).normal(size=(5, 6))
+    assert two_way_identification(true * 3 + 1, true) == 1.0  # r is scale/shift invariant
+    assert two_way_identification(-true, true) == 0.0
+    # identical targets tie with the true one: ties count as failures
+    assert two_way_identification(np.tile(true[:1], (2, 1)), np.tile(true[:1], (2, 1))) == 0.0
+    with pytest.raises(DataError, match="constant"):
+        two_way_identification(np.ones((3, 4)), true[:3, :4])
+
+
+# -- image metrics ---------------------------------------------------------------------------
+
+
+def _images(n: int = 3, size: int = 24, seed: int = 3) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
+
+
+def test_identical_and_negative_images():
+    img = _images()
+    assert pixcorr(img, img) == pytest.approx(1.0, abs=1e-12)
+    assert ssim(img, img) == pytest.approx(1.0, abs=1e-12)
+    assert pixcorr(255 - img, img) == pytest.approx(-1.0, abs=1e-12)
+    # uint8 and float [0, 1] inputs agree
+    assert pixcorr(img / 255.0, 255 - img) == pytest.approx(-1.0, abs=1e-12)
+
+
+def test_pixcorr_hand_case():
+    a = np.zeros((1, 11, 11, 3))
+    b = np.zeros((1, 11, 11, 3))
+    a[0, 0, 0] = [1.0, 0.0, 0.0]  # one red pixel
+    b[0, 0, 0] = [1.0, 1.0, 0.0]  # one yellow pixel at the same place
+    # x = e_1, y = e_1 + e_2 over N = 363 values: r = (N - 2) / sqrt((N - 1)(2N - 4))
+    N = 363
+    expected = (N - 2) / np.sqrt((N - 1) * (2 * N - 4))
+    assert pixcorr_each(a, b)[0] == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(DataError, match=r"recons \[0\] are constant"):
+        pixcorr(np.zeros_like(a), b)
+
+
+def test_ssim_closed_form_on_flat_images():
+    # flat images: SSIM = luminance term (2 m1 m2 + C1) / (m1^2 + m2^2 + C1), C1 = 0.01^2
+    a = np.full((1, 16, 16, 3), 0.5)
+    b = np.full((1, 16, 16, 3), 0.25)
+    c1 = 0.01**2
+    expected = (2 * 0.5 * 0.25 + c1) / (0.5**2 + 0.25**2 + c1)
+    assert ssim_each(a, b)[0] == pytest.approx(expected, rel=1e-9)
+    # grayscale uses 0.2125 R + 0.7154 G + 0.0721 B: pure green (0.7154) vs gray 0.7154
+    g = np.zeros((1, 16, 16, 3))
+    g[..., 1] = 1.0
+    assert ssim(g, np.full((1, 16, 16, 3), 0.7154)) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_ssim_falls_with_noise_and_needs_size():
+    img = _images(n=2, size=32) / 255.0
+    rng = np.random.default_rng(4)
+    small = np.clip(img + 0.05 * rng.normal(size=img.shape), 0, 1)
+    large = np.clip(img + 0.3 * rng.normal(size=img.shape), 0, 1)
+    assert 1.0 > ssim(small, img) > ssim(large, img) > 0.0
+    with pytest.raises(DataError, match="smaller than the 11-pixel window"):
+        ssim(img[:, :8, :8], img[:, :8, :8])
+    with pytest.raises(DataError, match="resize them first"):
+        pixcorr(img[:, :16, :16], img)
+
+
+def test_resize_antialiases():
+    check = (np.indices((64, 64)).sum(0) % 2 * 255).astype(np.uint8)
+    img = np.repeat(check[None, :, :, None], 3, axis=3)
+    small = resize(img, 16)
+    assert small.shape == (1, 16, 16, 3) and small.dtype == np.uint8
+    assert np.abs(small.astype(int) - 127.5).max() < 10  # averaged, not aliased to 0 or 255
+    flat = np.full((2, 40, 30, 3), 77, np.uint8)
+    assert np.all(resize(flat, 64) == 77)
+    with pytest.raises(DataError, match="uint8"):
+        resize(img / 255.0, 16)
+
+
+# -- GLM recovery ----------------------------------------------------------------------------
+
+
+def _truth(rng):
+    """Two sessions of 4 trials; voxel 2 is not responsive (its betas are garbage)."""
+    n, v = 8, 3
+    amp = rng.normal(size=(n, v))
+    truth = {
+        "amplitudes": amp,
+        "trial_session": np.array([1, 1, 1, 1, 2, 2, 2, 2]),
+        "trial_run": np.array([1, 1, 2, 2, 1, 1, 2, 2]),
+        "trial_onset": np.array([3.25, 9.5, 3.25, 12.125, 3.25, 9.5, 4.0, 10.0]),
+        "trial_stim_id": np.array([f"img{i % 5:05d}" for i in range(n)]),
+        "responsive": np.array([True, True, False]),
+    }
+    betas = np.stack([2 * amp[:, 0] + 1, 0.5 * amp[:, 1] + rng.normal(size=n), np.zeros(n)], axis=1)
+    trials = pd.DataFrame(
+        {
+            "session": [f"{s:02d}" for s in truth["trial_session"]],
+            "run": truth["trial_run"],
+            "onset": truth["trial_onset"] + 1e-6,  # float noise: matched after rounding
+            "stim_id": truth["trial_stim_id"],
+        }
+    )
+    return truth, betas, trials
+
+
+def test_glm_recovery_hand_case_and_row_order():
+    rng = np.random.default_rng(5)
+    truth, betas, trials = _truth(rng)
+    amp = truth["amplitudes"]
+    r1 = np.corrcoef(betas[:, 1], amp[:, 1])[0, 1]
+    s1 = np.polyfit(amp[:, 1], betas[:, 1], 1)[0]
+    res = glm_recovery(betas, trials, truth)
+    assert res["r_median"] == pytest.approx((1 + r1) / 2, rel=1e-12)
+    assert res["r_mean"] == pytest.approx((1 + r1) / 2, rel=1e-12)
+    assert res["slope_median"] == pytest.approx((2 + s1) / 2, rel=1e-12)
+    assert (res["n_voxels"], res["n_trials"]) == (2, 8)
+
+    perm = rng.permutation(8)  # shuffled estimated trials (betas rows follow their table)
+    shuffled = glm_recovery(betas[perm], trials.iloc[perm].reset_index(drop=True), truth)
+    assert shuffled == pytest.approx(res, rel=1e-12)
+    perm2 = rng.permutation(8)  # shuffled truth order too
+    truth2 = {k: (v[perm2] if k != "responsive" else v) for k, v in truth.items()}
+    assert glm_recovery(betas, trials, truth2) == pytest.approx(res, rel=1e-12)
+    # row-order pairing would be wrong: the shuffled betas against the unshuffled table differ
+    assert glm_recovery(betas[perm], trials, truth)["r_median"] != pytest.approx(res["r_median"])
+
+
+def test_glm_recovery_subset_of_sessions_and_errors():
+    truth, betas, trials = _truth(np.random.default_rng(6))
+    one = glm_recovery(betas[:4], trials.iloc[:4], truth)  # session 2 not estimated: fine
+    assert one["n_trials"] == 4
+    with pytest.raises(DataError, match="3 true trials of the estimated sessions have no estimate"):
+        glm_recovery(betas[:1], trials.iloc[:1], truth)
+    bad = trials.copy()
+    bad.loc[3, "onset"] = 13.0
+    with pytest.raises(DataError, match="1 estimated trials have no true trial"):
+        glm_recovery(betas, bad, truth)
+    bad = trials.copy()
+    bad.loc[5, "stim_id"] = "img00099"
+    with pytest.raises(DataError, match="disagree on stim_id.*img00099"):
+        glm_recovery(betas, bad, truth)
+    with pytest.raises(DataError, match="constant betas"):
+        glm_recovery(np.zeros_like(betas), trials, truth)

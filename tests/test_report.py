@@ -1,0 +1,47 @@
+"""The report: headline table picks the right rows; HTML and markdown are written."""
+
+import pandas as pd
+
+from fmridecode.report.html import headline_table, render_report
+
+
+def metrics_frame() -> pd.DataFrame:
+    rows = []
+    for s, r1 in (("01", 0.5), ("02", 0.25)):
+        base = {"dataset": "d", "subject": s, "status": "ok"}
+        rows += [
+            {**base, "mapper": "ridge", "metric": "recall_at_k", "target": "image", "k": 1,
+             "direction": "forward", "value": r1, "chance": 0.01},
+            {**base, "mapper": "ridge", "metric": "recall_at_k", "target": "image", "k": 1,
+             "direction": "backward", "value": 0.99, "chance": 0.01},
+            {**base, "mapper": "ridge", "metric": "two_way_identification", "target": "image",
+             "value": 0.9, "chance": 0.5},
+            {**base, "mapper": "ridge", "generator": "tiny", "metric": "two_way_identification",
+             "target": "image", "value": 0.7, "chance": 0.5},
+            {**base, "mapper": "ridge", "generator": "tiny", "metric": "pixcorr", "value": 0.3},
+            {**base, "mapper": "none", "metric": "glm_recovery_r", "glm_type": "B", "value": 0.6},
+        ]
+    return pd.DataFrame(rows)
+
+
+def test_headline_table_picks_forward_and_separates_recon():
+    head = headline_table(metrics_frame()).set_index("subject")
+    assert head.loc["01", "R@1 image"] == 0.5  # forward, not backward
+    assert head.loc["02", "R@1 image"] == 0.25
+    assert head.loc["01", "2-way image emb."] == 0.9  # the prediction, not the recon
+    assert head.loc["01", "2-way recon"] == 0.7
+    assert head.loc["01", "GLM recovery r"] == 0.6
+
+
+def test_render_writes_html_and_markdown(tmp_path):
+    from PIL import Image
+
+    grid = tmp_path / "generate/sub-01/ridge/tiny/grid.png"
+    grid.parent.mkdir(parents=True)
+    Image.new("RGB", (20, 10), (255, 0, 0)).save(grid)
+    render_report(metrics_frame(), [grid], tmp_path / "r.html", tmp_path / "r.md", title="T")
+    html = (tmp_path / "r.html").read_text()
+    assert html.count("data:image/png;base64") == 3  # two figures + one grid
+    assert "sub-01/ridge/tiny" in html
+    md = (tmp_path / "r.md").read_text()
+    assert md.startswith("# T") and "R@1 image" in md and "0.250" in md
