@@ -21,7 +21,7 @@ rule glm:
         f"{OUT}/logs/glm/sub-{{subject}}_ses-{{session}}.log",
     benchmark:
         f"{OUT}/benchmarks/glm/sub-{{subject}}_ses-{{session}}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
