@@ -1,0 +1,125 @@
+"""The ``tiny`` generator's entry points for the workflow: load, reconstruct, draw a grid.
+
+Training lives in ``generators.train``; the model and pipeline in ``generators.pipeline``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from fmridecode.generators.pipeline import EmbeddingDiffusionPipeline
+from fmridecode.io import DataError, atomic_path
+
+# save_grid layout (pixels): tiles of TILE x TILE, a LABEL strip above each row of tiles,
+# PAD between pairs and around the edge, PAIRS_PER_ROW (stimulus, reconstruction) pairs per row.
+TILE = 96
+LABEL = 16
+PAD = 6
+PAIRS_PER_ROW = 4
+
+
+def load_generator(path: str | os.PathLike, device: str = "cpu") -> EmbeddingDiffusionPipeline:
+    """Load a pipeline saved by ``train_generator`` from a local folder (never the network)."""
+    path = Path(path)
+    if not (path / "model_index.json").is_file():
+        raise DataError(f"{path}: not a saved generator (no model_index.json)")
+    try:
+        pipe = EmbeddingDiffusionPipeline.from_pretrained(
+            path, local_files_only=True, low_cpu_mem_usage=False
+        )
+    except Exception as e:  # diffusers raises several types for broken folders
+        raise DataError(f"{path}: cannot load generator ({e})") from e
+    pipe = pipe.to(device)
+    pipe.unet.eval()
+    pipe.projection.eval()
+    return pipe
+
+
+def reconstruct(
+    pipe: EmbeddingDiffusionPipeline,
+    embeds: np.ndarray,
+    *,
+    steps: int = 25,
+    guidance: float = 3.0,
+    seed: int = 0,
+    out_size: int | None = None,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Images (N, H, W, 3) uint8 from embeddings (N, D); same seed -> identical output.
+
+    ``out_size`` upsamples (bicubic) to the stimulus size so metrics compare like with like.
+    """
+    embeds = np.asarray(embeds, dtype=np.float32)
+    gen = torch.Generator("cpu").manual_seed(seed)
+    imgs = pipe(
+        torch.from_numpy(embeds),
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        generator=gen,
+        batch_size=batch_size,
+    )
+    if out_size is not None and out_size != imgs.shape[1]:
+        imgs = resize_images(imgs, out_size)
+    return imgs
+
+
+def resize_images(images: np.ndarray, size: int, resample: int = Image.BICUBIC) -> np.ndarray:
+    """Resize uint8 (N, H, W, 3) to (N, size, size, 3) with PIL (bicubic by default)."""
+    out = np.empty((len(images), size, size, 3), dtype=np.uint8)
+    for i, im in enumerate(images):
+        out[i] = np.asarray(Image.fromarray(im).resize((size, size), resample))
+    return out
+
+
+def grid_size(n: int, n_max: int = 24) -> tuple[int, int]:
+    """(width, height) in pixels of the PNG ``save_grid`` draws for ``n`` pairs."""
+    n = min(n, n_max)
+    cols = min(PAIRS_PER_ROW, n)
+    rows = math.ceil(n / PAIRS_PER_ROW)
+    return cols * (2 * TILE + PAD) + PAD, rows * (LABEL + TILE + PAD) + PAD
+
+
+def save_grid(
+    stimuli: np.ndarray,
+    recons: np.ndarray,
+    path: str | os.PathLike,
+    ids: Sequence[str] | None = None,
+    n_max: int = 24,
+) -> None:
+    """Write a PNG of (stimulus, reconstruction) pairs, each pair labelled with its id.
+
+    Pairs are laid out ``PAIRS_PER_ROW`` to a row; within a pair the stimulus is on the left.
+    Images of any size are scaled to ``TILE`` pixels (nearest neighbour: pixels stay visible).
+    """
+    stimuli, recons = np.asarray(stimuli), np.asarray(recons)
+    if stimuli.ndim != 4 or recons.ndim != 4 or stimuli.shape[-1] != 3 or recons.shape[-1] != 3:
+        raise DataError(
+            f"{path}: grid needs (N, H, W, 3) arrays, got {stimuli.shape} and {recons.shape}"
+        )
+    if len(stimuli) != len(recons) or len(stimuli) == 0:
+        raise DataError(f"{path}: {len(stimuli)} stimuli vs {len(recons)} reconstructions")
+    if ids is not None and len(ids) != len(stimuli):
+        raise DataError(f"{path}: {len(ids)} ids for {len(stimuli)} images")
+    n = min(len(stimuli), n_max)
+    labels = [str(i) for i in ids[:n]] if ids is not None else [str(i) for i in range(n)]
+    stim = resize_images(stimuli[:n].astype(np.uint8), TILE, Image.NEAREST)
+    rec = resize_images(recons[:n].astype(np.uint8), TILE, Image.NEAREST)
+    canvas = Image.new("RGB", grid_size(n, n_max), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    for k in range(n):
+        r, c = divmod(k, PAIRS_PER_ROW)
+        x = PAD + c * (2 * TILE + PAD)
+        y = PAD + r * (LABEL + TILE + PAD)
+        draw.text((x + 2, y + 1), f"{labels[k]}  | recon", fill="black", font=font)
+        canvas.paste(Image.fromarray(stim[k]), (x, y + LABEL))
+        canvas.paste(Image.fromarray(rec[k]), (x + TILE, y + LABEL))
+    with atomic_path(path) as tmp:
+        canvas.save(tmp, format="PNG")

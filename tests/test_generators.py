@@ -1,0 +1,156 @@
+"""Tests for the tiny diffusion generator: training, save/load round trip, sampling, grid."""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # loading a local pipeline folder must never need the network
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fmridecode.generators import (
+    EmbeddingDiffusionPipeline,
+    grid_size,
+    load_generator,
+    reconstruct,
+    save_grid,
+    train_generator,
+)
+from fmridecode.generators.tiny_diffusion import LABEL, PAD, TILE
+from fmridecode.io import DataError
+
+COLOURS = np.array([[230, 30, 30], [30, 30, 230], [30, 200, 30], [230, 230, 30]], np.uint8)
+RED, BLUE = 0, 1
+
+
+def _solid_colour_data(n: int = 256, size: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Solid-colour squares; each colour has its own random (unnormalised) embedding."""
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((len(COLOURS), 16)).astype(np.float32)
+    label = np.arange(n) % len(COLOURS)
+    images = np.broadcast_to(COLOURS[label][:, None, None, :], (n, size, size, 3)).copy()
+    return images, emb[label], emb
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    torch.set_num_threads(1)
+    images, embeds, colour_emb = _solid_colour_data()
+    out = tmp_path_factory.mktemp("gen") / "tiny"
+    stats = train_generator(
+        images, embeds, out, image_size=16, epochs=12, batch_size=16, lr=3e-3, seed=0,
+        channels=(16, 32), ema_decay=0.99,
+    )  # fmt: skip
+    return out, stats, colour_emb
+
+
+def test_training_lowers_loss_and_saves_pipeline(trained):
+    out, stats, _ = trained
+    losses = stats["loss_per_epoch"]
+    assert stats["stopped_by"] == "epochs" and stats["epochs_run"] == 12
+    assert stats["steps"] == 12 * 16 == len(stats["loss_per_step"])
+    assert all(np.isfinite(losses))
+    assert losses[-1] < 0.5 * losses[0]
+    for part in ("model_index.json", "unet", "scheduler", "projection"):
+        assert (out / part).exists()
+    assert json.loads((out / "training.json").read_text())["steps"] == stats["steps"]
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp left
+
+
+def test_samples_follow_the_condition(trained):
+    out, _, colour_emb = trained
+    pipe = load_generator(out)
+    cond = np.repeat(colour_emb[[RED, BLUE]], 3, axis=0)
+    imgs = reconstruct(pipe, cond, steps=15, guidance=3.0, seed=0).astype(float)
+    assert imgs.shape == (6, 16, 16, 3)
+    rgb = imgs.reshape(2, 3, -1, 3).mean(axis=(1, 2))  # mean colour of the red / blue samples
+    red_minus_blue = rgb[:, 0] - rgb[:, 2]
+    assert red_minus_blue[0] > 60  # the 'red' samples are red ...
+    assert red_minus_blue[0] - red_minus_blue[1] > 80  # ... and redder than the 'blue' ones
+    # guidance 0 is the unconditional model: it must not depend on the embedding
+    unc = reconstruct(pipe, colour_emb[[RED, BLUE]], steps=5, guidance=0.0, seed=0)
+    unc2 = reconstruct(pipe, colour_emb[[BLUE, BLUE]], steps=5, guidance=0.0, seed=0)
+    np.testing.assert_array_equal(unc, unc2)
+
+
+def test_save_load_round_trip_gives_identical_samples(trained, tmp_path):
+    out, _, colour_emb = trained
+    pipe = load_generator(out)
+    pipe.save_pretrained(tmp_path / "copy")
+    again = EmbeddingDiffusionPipeline.from_pretrained(tmp_path / "copy")
+    a = reconstruct(pipe, colour_emb, steps=8, guidance=2.0, seed=3)
+    b = reconstruct(again, colour_emb, steps=8, guidance=2.0, seed=3)
+    assert a.dtype == np.uint8 and a.shape == (4, 16, 16, 3)
+    np.testing.assert_array_equal(a, b)
+    for name, p in pipe.unet.state_dict().items():
+        torch.testing.assert_close(p, again.unet.state_dict()[name], rtol=0, atol=0)
+
+
+def test_sampling_is_deterministic_and_batch_independent(trained):
+    out, _, colour_emb = trained
+    pipe = load_generator(out)
+    a = reconstruct(pipe, colour_emb, steps=6, guidance=3.0, seed=7)
+    b = reconstruct(pipe, colour_emb, steps=6, guidance=3.0, seed=7, batch_size=3)
+    c = reconstruct(pipe, colour_emb, steps=6, guidance=3.0, seed=8)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    big = reconstruct(pipe, colour_emb[:2], steps=6, guidance=3.0, seed=7, out_size=40)
+    assert big.shape == (2, 40, 40, 3) and big.dtype == np.uint8
+
+
+def test_time_limit_stops_training_and_replaces_old_output(tmp_path):
+    images, embeds, _ = _solid_colour_data(n=32, size=8)
+    out = tmp_path / "gen"
+    out.mkdir()
+    (out / "stale.txt").write_text("from an earlier run")
+    stats = train_generator(
+        images, embeds, out, image_size=8, epochs=50, max_minutes=1e-6, batch_size=8,
+        lr=1e-3, seed=0, channels=(8, 16),
+    )  # fmt: skip
+    assert stats["stopped_by"] == "max_minutes"
+    assert stats["steps"] == 1 and stats["epochs_run"] == 1
+    assert not (out / "stale.txt").exists()
+    assert load_generator(out).unet.config.sample_size == 8
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gen"]
+
+
+def test_bad_inputs_raise_data_error(tmp_path):
+    images, embeds, _ = _solid_colour_data(n=8, size=8)
+    with pytest.raises(DataError, match="images.npy: 8 images but 7 embedding rows"):
+        train_generator(images, embeds[:7], tmp_path / "g", epochs=1, source="images.npy")
+    with pytest.raises(DataError, match="uint8"):
+        train_generator(images.astype(np.float32), embeds, tmp_path / "g", epochs=1)
+    bad = embeds.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(DataError, match="non-finite"):
+        train_generator(images, bad, tmp_path / "g", epochs=1)
+    with pytest.raises(DataError, match="no model_index.json"):
+        load_generator(tmp_path)
+    assert not (tmp_path / "g").exists()
+
+
+def test_save_grid_layout_and_pixels(tmp_path):
+    rng = np.random.default_rng(0)
+    stim_cols = rng.integers(0, 256, (5, 3), dtype=np.uint8)
+    rec_cols = rng.integers(0, 256, (5, 3), dtype=np.uint8)
+    stimuli = np.broadcast_to(stim_cols[:, None, None], (5, 64, 64, 3)).copy()
+    recons = np.broadcast_to(rec_cols[:, None, None], (5, 32, 32, 3)).copy()
+    path = tmp_path / "grid.png"
+    save_grid(stimuli, recons, path, ids=[f"img{i:05d}" for i in range(5)])
+    img = np.asarray(Image.open(path).convert("RGB"))
+    # 5 pairs -> 4 pairs on the first row, 1 on the second
+    expected = (4 * (2 * TILE + PAD) + PAD, 2 * (LABEL + TILE + PAD) + PAD)
+    assert (img.shape[1], img.shape[0]) == grid_size(5) == expected
+    for k in range(5):
+        r, c = divmod(k, 4)
+        x, y = PAD + c * (2 * TILE + PAD), PAD + r * (LABEL + TILE + PAD) + LABEL
+        np.testing.assert_array_equal(img[y + TILE // 2, x + TILE // 2], stim_cols[k])
+        np.testing.assert_array_equal(img[y + TILE // 2, x + TILE + TILE // 2], rec_cols[k])
+        assert (img[y - LABEL : y, x : x + TILE] < 128).any()  # the id label is drawn
+    save_grid(stimuli, recons, path, n_max=2)
+    assert Image.open(path).size == grid_size(2)
+    with pytest.raises(DataError, match="grid.png"):
+        save_grid(stimuli, recons[:3], path)
