@@ -1,0 +1,1 @@
+"""datasets stage of the workflow."""
