@@ -1,0 +1,253 @@
+"""Unit tests of the embedding stage: open_clip registration/loading, training, caches."""
+
+from __future__ import annotations
+
+import numpy as np
+import open_clip
+import pandas as pd
+import pytest
+import torch
+
+from fmridecode.embeddings import (
+    embed_images,
+    embed_texts,
+    load_model,
+    register_config,
+    register_small_model,
+    retrieval_top1,
+    small_model_config,
+    text_targets,
+    train_clip,
+    write_caches,
+)
+from fmridecode.embeddings.model import create_untrained, save_checkpoint
+from fmridecode.io import DataError, load_indexed, save_indexed, write_parquet
+
+TINY = "fmridecode-test-tiny"
+TINY_KW = dict(
+    embed_dim=32,
+    image_size=32,
+    vision_width=8,
+    text_width=64,
+    text_layers=1,
+    text_heads=2,
+    context_length=16,
+)
+COLOURS = {
+    "red": (230, 30, 30),
+    "green": (30, 200, 40),
+    "blue": (30, 50, 230),
+    "yellow": (235, 220, 30),
+    "white": (245, 245, 245),
+    "purple": (160, 40, 190),
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def colour_squares(n_per_colour: int, seed: int, size: int = 32):
+    """Solid colour squares of random size/position on dark noisy backgrounds, with captions."""
+    rng = np.random.default_rng(seed)
+    images, ids, rows, labels = [], [], [], []
+    for c, rgb in enumerate(COLOURS.values()):
+        for k in range(n_per_colour):
+            img = rng.integers(0, 50, (size, size, 3)).astype(np.uint8)
+            s = int(rng.integers(size // 3, size // 2 + 1))
+            y, x = rng.integers(0, size - s, 2)
+            img[y : y + s, x : x + s] = rgb
+            images.append(img)
+            labels.append(c)
+            ids.append(f"s{seed}c{c}k{k}")
+    names = list(COLOURS)
+    for sid, c in zip(ids, labels, strict=True):
+        rows.append((sid, 0, f"a {names[c]} square", "detailed"))
+        rows.append((sid, 1, f"{names[c]}", "colour_shape"))
+    captions = pd.DataFrame(rows, columns=["stim_id", "caption_idx", "caption", "kind"])
+    return np.stack(images), ids, captions, np.array(labels)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained for a few seconds on colour squares (shared by several tests)."""
+    torch.set_num_threads(1)
+    images, ids, captions, _ = colour_squares(16, seed=0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    stats = train_clip(
+        images, captions, ids, path,
+        model_name=TINY, model_kwargs=TINY_KW, epochs=25, max_minutes=None,
+        batch_size=32, lr=3e-3, warmup_steps=10, seed=0, progress=False,
+    )  # fmt: skip
+    return path, stats
+
+
+def test_register_is_idempotent_and_refuses_builtin_names():
+    assert register_small_model(TINY, **TINY_KW) == TINY
+    assert register_small_model(TINY, **TINY_KW) == TINY
+    assert open_clip.get_model_config(TINY) == small_model_config(**TINY_KW)
+    assert open_clip.get_tokenizer(TINY).context_length == TINY_KW["context_length"]
+    with pytest.raises(ValueError, match="RN50"):
+        register_config("RN50", small_model_config())
+
+
+def test_checkpoint_loads_through_open_clip_with_identical_embeddings(tmp_path):
+    register_small_model(TINY, **TINY_KW)
+    torch.manual_seed(3)
+    model = create_untrained(TINY)
+    with torch.no_grad():  # move BatchNorm running stats away from their defaults
+        model(torch.randn(8, 3, 32, 32), None)
+    model.eval()
+    path = save_checkpoint(model, TINY, tmp_path / "m.pt")
+    images, _, captions, _ = colour_squares(2, seed=1)
+    texts = captions["caption"].tolist()
+    _, _, preprocess = open_clip.create_model_and_transforms(TINY)
+    tokenizer = open_clip.get_tokenizer(TINY)
+    ref_img = embed_images(model, preprocess, images)
+    ref_txt = embed_texts(model, tokenizer, texts)
+
+    # straight through open_clip's own factory, with our file as `pretrained`
+    loaded, _, preprocess2 = open_clip.create_model_and_transforms(TINY, pretrained=str(path))
+    loaded.eval()
+    np.testing.assert_allclose(embed_images(loaded, preprocess2, images), ref_img, atol=1e-6)
+    np.testing.assert_allclose(embed_texts(loaded, tokenizer, texts), ref_txt, atol=1e-6)
+
+    # through load_model under a name never registered: the config comes from the checkpoint
+    other, preprocess3, tokenizer3 = load_model("fmridecode-test-fromckpt", path)
+    assert not other.training
+    np.testing.assert_allclose(embed_images(other, preprocess3, images), ref_img, atol=1e-6)
+    np.testing.assert_allclose(embed_texts(other, tokenizer3, texts), ref_txt, atol=1e-6)
+
+    # a random model differs (the comparison above can fail)
+    torch.manual_seed(4)
+    fresh = create_untrained(TINY).eval()
+    assert not np.allclose(embed_images(fresh, preprocess, images), ref_img, atol=1e-3)
+
+
+def test_missing_checkpoint_error_names_the_file(tmp_path):
+    missing = tmp_path / "no_such_model.pt"
+    with pytest.raises(DataError, match="no_such_model.pt"):
+        load_model("fmridecode-small", missing)
+    with pytest.raises(DataError, match="no_such_model.pt"):
+        load_model("ViT-B-32", missing)  # not a tag and not a file: no download attempted
+
+
+def test_training_lowers_loss_and_retrieves_colours(trained):
+    path, stats = trained
+    losses = stats["loss_per_epoch"]
+    assert stats["epochs_run"] == 25 and stats["stop_reason"] == "epochs"
+    assert np.isfinite(losses).all()
+    assert losses[-1] < 0.5 * losses[0]
+
+    model, preprocess, tokenizer = load_model(TINY, path)
+    images, _, _, labels = colour_squares(5, seed=7)  # new images, same colours
+    names = list(COLOURS)
+    img = embed_images(model, preprocess, images)
+    txt = embed_texts(model, tokenizer, [f"a {c} square" for c in names])
+    sim = img @ txt.T
+    image_to_text = np.mean(sim.argmax(axis=1) == labels)
+    # text -> image: the 5 most similar images of each caption should have its colour
+    top5 = np.argsort(-sim, axis=0)[:5]
+    text_to_image = np.mean(labels[top5] == np.arange(len(names))[None, :])
+    chance = 1 / len(names)
+    assert image_to_text >= 0.8, image_to_text
+    assert text_to_image >= 0.8 > 3 * chance, text_to_image
+
+
+def test_training_is_deterministic_for_a_seed(tmp_path):
+    images, ids, captions, _ = colour_squares(3, seed=2)
+    kw = dict(
+        model_name=TINY, model_kwargs=TINY_KW, epochs=2, batch_size=8, lr=1e-3, progress=False
+    )
+    a = train_clip(images, captions, ids, tmp_path / "a.pt", seed=5, **kw)
+    b = train_clip(images, captions, ids, tmp_path / "b.pt", seed=5, **kw)
+    c = train_clip(images, captions, ids, tmp_path / "c.pt", seed=6, **kw)
+    assert a["loss_per_epoch"] == b["loss_per_epoch"]
+    assert a["loss_per_epoch"] != c["loss_per_epoch"]
+    sa = torch.load(tmp_path / "a.pt", weights_only=True)["state_dict"]
+    sb = torch.load(tmp_path / "b.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_time_limit_stops_training_and_says_so(tmp_path):
+    images, ids, captions, _ = colour_squares(2, seed=3)
+    stats = train_clip(
+        images, captions, ids, tmp_path / "t.pt", model_name=TINY, model_kwargs=TINY_KW,
+        epochs=1000, max_minutes=1e-4, batch_size=6, seed=0, progress=False,
+        out_stats=tmp_path / "t.json",
+    )  # fmt: skip
+    assert stats["stop_reason"] == "max_minutes"
+    assert 1 <= stats["epochs_run"] < 1000
+    assert (tmp_path / "t.pt").is_file() and (tmp_path / "t.json").is_file()
+
+
+def test_training_rejects_bad_input(tmp_path):
+    images, ids, captions, _ = colour_squares(2, seed=4)
+    kw = dict(model_name=TINY, model_kwargs=TINY_KW, epochs=1, batch_size=4, progress=False)
+    with pytest.raises(DataError, match="image_ids"):
+        train_clip(images, captions, ids[:-1], tmp_path / "x.pt", **kw)
+    no_caption = captions[captions["stim_id"] != ids[0]]
+    with pytest.raises(DataError, match=ids[0]):
+        train_clip(images, no_caption, ids, tmp_path / "x.pt", **kw)
+    with pytest.raises(DataError, match="uint8"):
+        train_clip(images.astype(np.float32), captions, ids, tmp_path / "x.pt", **kw)
+
+
+def test_embeddings_unit_norm_and_deterministic(trained):
+    model, preprocess, tokenizer = load_model(TINY, trained[0])
+    images, _, captions, _ = colour_squares(2, seed=5, size=64)  # 64 px into a 32 px model
+    a = embed_images(model, preprocess, images, batch_size=5)
+    b = embed_images(model, preprocess, images, batch_size=256)
+    assert a.dtype == np.float32 and a.shape == (len(images), TINY_KW["embed_dim"])
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(a, b, atol=1e-6)  # batching does not matter (eval-mode BN)
+    t = embed_texts(model, tokenizer, captions["caption"].tolist(), batch_size=3)
+    np.testing.assert_allclose(np.linalg.norm(t, axis=1), 1.0, atol=1e-5)
+    again = embed_texts(model, tokenizer, captions["caption"].tolist())
+    np.testing.assert_allclose(t, again, atol=1e-6)
+    assert not np.allclose(t[0], t[1])
+
+
+def test_write_caches_follows_the_contract(trained, tmp_path):
+    stim = tmp_path / "stimuli"
+    images, ids, captions, labels = colour_squares(2, seed=6)
+    split = np.where(np.arange(len(ids)) % 3 == 0, "test", "train")
+    index = pd.DataFrame({"stim_id": ids, "split": split, "subjects": "sub-01"})
+    save_indexed(stim / "images.npy", images, index)
+    write_parquet(captions, stim / "captions.parquet")
+
+    summary = write_caches(TINY, trained[0], stim, tmp_path / "embed")
+    img, img_index = load_indexed(tmp_path / "embed" / "image.npy")
+    cap, cap_index = load_indexed(tmp_path / "embed" / "caption.npy")
+    assert list(img_index.columns) == ["stim_id", "split"]
+    assert list(cap_index.columns) == ["stim_id", "caption_idx", "kind"]
+    assert img_index["stim_id"].tolist() == ids and img_index["split"].tolist() == split.tolist()
+    assert summary["n_images"] == len(ids) and summary["n_captions"] == len(captions)
+    assert img.dtype == np.float32 and cap.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(cap, axis=1), 1.0, atol=1e-5)
+    model, preprocess, tokenizer = load_model(TINY, trained[0])
+    np.testing.assert_allclose(img, embed_images(model, preprocess, images), atol=1e-6)
+
+    # text targets: mean of each image's captions, renormalised; matches its own image best
+    targets = text_targets(cap, cap_index, ids)
+    np.testing.assert_allclose(np.linalg.norm(targets, axis=1), 1.0, atol=1e-5)
+    first = cap[cap_index["stim_id"] == ids[0]].mean(axis=0)
+    np.testing.assert_allclose(targets[0], first / np.linalg.norm(first), atol=1e-6)
+    same_colour = labels[(targets @ img.T).argmax(axis=1)] == labels
+    assert same_colour.mean() >= 0.8
+
+    bad = pd.concat([captions, captions.iloc[:1].assign(stim_id="ghost")])
+    write_parquet(bad, stim / "captions.parquet")
+    with pytest.raises(DataError, match="captions.parquet"):
+        write_caches(TINY, trained[0], stim, tmp_path / "embed2")
+
+
+def test_retrieval_top1_counts_matches():
+    e = np.eye(4, dtype=np.float32)
+    assert retrieval_top1(e, e) == {"image_to_text": 1.0, "text_to_image": 1.0, "n": 4}
+    shuffled = e[[1, 0, 2, 3]]
+    assert retrieval_top1(e, shuffled)["image_to_text"] == 0.5
