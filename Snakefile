@@ -32,6 +32,7 @@ include: "rules/report.smk"
 
 rule all:
     """The metric table of the whole run, the report, and every configured ROI matrix."""
+    default_target: True
     input:
         f"{OUT}/metrics.parquet",
         f"{OUT}/report/report.html",
@@ -40,4 +41,3 @@ rule all:
             subject=SUBJECTS,
             roi=config["roi"]["sets"],
         ),
-    default_target: True

@@ -2,10 +2,11 @@
 
 from pathlib import Path
 
-from fmridecode.config import validate_config
+from fmridecode.config import canonicalise, validate_config
 from fmridecode.datasets.synthetic import design_summary
 
 validate_config(config, Path(workflow.basedir) / "config.schema.yaml")
+canonicalise(config)  # key order in a config file must not look like a params change
 
 #: every output lives under <results>/<dataset>/
 OUT = f"{config['results']}/{config['dataset']}"
@@ -36,3 +37,32 @@ def sessions_of(subject):
 
 def stim(name):
     return f"{OUT}/stimuli/{name}"
+
+
+def glm_inputs(w):
+    """Betas and trial tables of every session of one subject."""
+    return {
+        "betas": expand(
+            f"{OUT}/glm/sub-{w.subject}/ses-{{session}}/betas.nii.gz",
+            session=sessions_of(w.subject),
+        ),
+        "trials": expand(
+            f"{OUT}/glm/sub-{w.subject}/ses-{{session}}/trials.parquet",
+            session=sessions_of(w.subject),
+        ),
+    }
+
+
+def clip_checkpoint():
+    """The small model's checkpoint when the workflow trains it, else nothing to build."""
+    return [] if config["embed"]["pretrained"] else [f"{OUT}/models/clip/checkpoint.pt"]
+
+
+def clip_weights(wildcards, input):
+    """What the CLIP loader gets as ``pretrained``: the user's tag/path, or our checkpoint."""
+    return config["embed"]["pretrained"] or input.checkpoint[0]
+
+
+def parent_of(name):
+    """Param function: the folder of the named input (e.g. the BIDS root of a subject dir)."""
+    return lambda wildcards, input: str(Path(input[name]).parent)

@@ -19,19 +19,19 @@ rule fit_ridge:
         model_image=f"{OUT}/fit/sub-{{subject}}/ridge/model_image.npz",
         model_text=f"{OUT}/fit/sub-{{subject}}/ridge/model_text.npz",
         cv=f"{OUT}/fit/sub-{{subject}}/ridge/cv.parquet",
+    log:
+        f"{OUT}/logs/fit/sub-{{subject}}_ridge.log",
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=20,
     params:
         alphas=config["fit"]["ridge"]["alphas"],
         cv_folds=config["fit"]["ridge"]["cv_folds"],
         alpha_per_target=config["fit"]["ridge"]["alpha_per_target"],
         standardize=config["fit"]["ridge"]["standardize"],
         seed=config["fit"]["seed"],
-    log:
-        f"{OUT}/logs/fit/sub-{{subject}}_ridge.log",
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=20,
-    conda:
-        "../envs/torch.yaml"
     script:
         "../workflow_scripts/fit_ridge.py"

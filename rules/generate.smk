@@ -4,7 +4,7 @@
 rule train_generator:
     """Train the small embedding-conditioned diffusion model on the non-test stimuli."""
     input:
-        lib("generators/tiny_diffusion.py"),
+        lib("generators/pipeline.py", "generators/train.py"),
         images=stim("images.npy"),
         images_index=stim("images.index.parquet"),
         image=f"{OUT}/embed/image.npy",
@@ -12,19 +12,19 @@ rule train_generator:
     output:
         model=directory(f"{OUT}/models/generator-tiny"),
         stats=f"{OUT}/models/generator-tiny_stats.json",
-    params:
-        settings=config["generate"]["tiny"],
-        seed=config["generate"]["seed"],
     log:
         f"{OUT}/logs/train_generator_tiny.log",
     benchmark:
         f"{OUT}/benchmarks/train_generator_tiny.tsv"
-    threads: 1
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        settings=config["generate"]["tiny"],
+        seed=config["generate"]["seed"],
     script:
         "../workflow_scripts/train_generator.py"
 
@@ -32,7 +32,7 @@ rule train_generator:
 rule generate:
     """Sample one reconstruction per test image from the predicted image embedding."""
     input:
-        lib("generators/tiny_diffusion.py"),
+        lib("generators/pipeline.py", "generators/tiny_diffusion.py"),
         model=f"{OUT}/models/generator-{{generator}}",
         pred=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.npy",
         pred_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.index.parquet",
@@ -47,18 +47,18 @@ rule generate:
             subcategory="sub-{subject}",
             caption="../report/grid.rst",
         ),
+    log:
+        f"{OUT}/logs/generate/sub-{{subject}}_{{mapper}}_{{generator}}.log",
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=20,
     params:
         steps=config["generate"]["tiny"]["steps"],
         guidance=config["generate"]["tiny"]["guidance"],
         seed=config["generate"]["seed"],
         out_size=config["metrics"]["image_size"],
-    log:
-        f"{OUT}/logs/generate/sub-{{subject}}_{{mapper}}_{{generator}}.log",
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=20,
-    conda:
-        "../envs/torch.yaml"
     script:
         "../workflow_scripts/generate.py"

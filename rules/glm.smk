@@ -11,21 +11,21 @@ rule glm:
         betas=f"{OUT}/glm/sub-{{subject}}/ses-{{session}}/betas.nii.gz",
         trials=f"{OUT}/glm/sub-{{subject}}/ses-{{session}}/trials.parquet",
         voxels=f"{OUT}/glm/sub-{{subject}}/ses-{{session}}/voxels.nii.gz",
-    params:
-        bids_dir=f"{OUT}/bids",
-        library=config["glm"]["library"],
-        poly_degree=config["glm"]["poly_degree"],
-        stim_dur=config["glm"]["stim_dur"],
-        chunk_size=config["glm"]["chunk_size"],
     log:
         f"{OUT}/logs/glm/sub-{{subject}}_ses-{{session}}.log",
     benchmark:
         f"{OUT}/benchmarks/glm/sub-{{subject}}_ses-{{session}}.tsv"
+    conda:
+        "../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/data.yaml"
+    params:
+        bids_dir=parent_of("bids"),
+        library=config["glm"]["library"],
+        poly_degree=config["glm"]["poly_degree"],
+        stim_dur=config["glm"]["stim_dur"],
+        chunk_size=config["glm"]["chunk_size"],
     script:
         "../workflow_scripts/glm.py"

@@ -1,19 +1,6 @@
 """Stage 6: tidy metric tables per stage, concatenated into <results>/<dataset>/metrics.parquet."""
 
 
-def glm_inputs(w):
-    return {
-        "betas": expand(
-            f"{OUT}/glm/sub-{w.subject}/ses-{{session}}/betas.nii.gz",
-            session=sessions_of(w.subject),
-        ),
-        "trials": expand(
-            f"{OUT}/glm/sub-{w.subject}/ses-{{session}}/trials.parquet",
-            session=sessions_of(w.subject),
-        ),
-    }
-
-
 rule metrics_glm:
     """GLM recovery: estimated single-trial betas against the simulator's true amplitudes."""
     input:
@@ -22,16 +9,16 @@ rule metrics_glm:
         truth=f"{OUT}/truth/sub-{{subject}}.npz",
     output:
         f"{OUT}/metrics/glm/sub-{{subject}}.parquet",
-    params:
-        dataset=config["dataset"],
     log:
         f"{OUT}/logs/metrics/glm_sub-{{subject}}.log",
+    conda:
+        "../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        "../envs/data.yaml"
+    params:
+        dataset=config["dataset"],
     script:
         "../workflow_scripts/metrics_glm.py"
 
@@ -50,17 +37,17 @@ rule metrics_decoding:
         caption_index=f"{OUT}/embed/caption.index.parquet",
     output:
         f"{OUT}/metrics/decoding/sub-{{subject}}_{{mapper}}.parquet",
-    params:
-        dataset=config["dataset"],
-        ks=config["metrics"]["ks"],
     log:
         f"{OUT}/logs/metrics/decoding_sub-{{subject}}_{{mapper}}.log",
+    conda:
+        "../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/data.yaml"
+    params:
+        dataset=config["dataset"],
+        ks=config["metrics"]["ks"],
     script:
         "../workflow_scripts/metrics_decoding.py"
 
@@ -75,7 +62,7 @@ rule metrics_recon:
             "embeddings/model.py",
             "embeddings/cache.py",
         ),
-        clip_checkpoint(),
+        checkpoint=clip_checkpoint(),
         recons=f"{OUT}/generate/sub-{{subject}}/{{mapper}}/{{generator}}/recons.npy",
         recons_index=f"{OUT}/generate/sub-{{subject}}/{{mapper}}/{{generator}}/recons.index.parquet",
         images=stim("images.npy"),
@@ -84,19 +71,19 @@ rule metrics_recon:
         image_index=f"{OUT}/embed/image.index.parquet",
     output:
         f"{OUT}/metrics/recon/sub-{{subject}}_{{mapper}}_{{generator}}.parquet",
-    params:
-        dataset=config["dataset"],
-        image_size=config["metrics"]["image_size"],
-        model=config["embed"]["model"],
-        pretrained=config["embed"]["pretrained"] or f"{OUT}/models/clip/checkpoint.pt",
     log:
         f"{OUT}/logs/metrics/recon_sub-{{subject}}_{{mapper}}_{{generator}}.log",
+    conda:
+        "../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        "../envs/torch.yaml"
+    params:
+        dataset=config["dataset"],
+        image_size=config["metrics"]["image_size"],
+        model=config["embed"]["model"],
+        pretrained=clip_weights,
     script:
         "../workflow_scripts/metrics_recon.py"
 
@@ -121,11 +108,11 @@ rule metrics_all:
         report(f"{OUT}/metrics.parquet", category="Metrics"),
     log:
         f"{OUT}/logs/metrics/all.log",
+    conda:
+        "../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../envs/data.yaml"
     script:
         "../workflow_scripts/metrics_all.py"

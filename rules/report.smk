@@ -12,22 +12,20 @@ rule report:
             mapper=config["fit"]["mappers"],
             generator=config["generate"]["generators"],
         ),
-        stats=(
-            [f"{OUT}/models/clip/train_stats.json"] if clip_checkpoint() else []
-        )
+        stats=([f"{OUT}/models/clip/train_stats.json"] if clip_checkpoint() else [])
         + [f"{OUT}/models/generator-tiny_stats.json"],
     output:
         html=report(f"{OUT}/report/report.html", category="Report"),
         summary=f"{OUT}/report/summary.md",
-    params:
-        dataset=config["dataset"],
     log:
         f"{OUT}/logs/report.log",
+    conda:
+        "../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=5,
-    conda:
-        "../envs/data.yaml"
+    params:
+        dataset=config["dataset"],
     script:
         "../workflow_scripts/report.py"

@@ -18,15 +18,15 @@ rule roi:
     output:
         voxels=f"{OUT}/roi/sub-{{subject}}/{{roi}}/voxels.npy",
         index=f"{OUT}/roi/sub-{{subject}}/{{roi}}/voxels.index.parquet",
-    params:
-        bids_dir=f"{OUT}/bids",
     log:
         f"{OUT}/logs/roi/sub-{{subject}}_{{roi}}.log",
+    conda:
+        "../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=10,
-    conda:
-        "../envs/data.yaml"
+    params:
+        bids_dir=parent_of("bids"),
     script:
         "../workflow_scripts/roi.py"

@@ -14,17 +14,17 @@ rule simulate_stimuli:
         objects=stim("objects.parquet"),
         description=f"{OUT}/bids/dataset_description.json",
         sidecar=f"{OUT}/bids/task-images_bold.json",
-    params:
-        size=config["simulate"]["size"],
-        seed=config["simulate"]["seed"],
     log:
         f"{OUT}/logs/simulate_stimuli.log",
+    conda:
+        "../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/data.yaml"
+    params:
+        size=config["simulate"]["size"],
+        seed=config["simulate"]["seed"],
     script:
         "../workflow_scripts/simulate_stimuli.py"
 
@@ -41,19 +41,19 @@ rule simulate_subject:
     output:
         bids=directory(f"{OUT}/bids/sub-{{subject}}"),
         truth=f"{OUT}/truth/sub-{{subject}}.npz",
-    params:
-        size=config["simulate"]["size"],
-        snr=config["simulate"]["snr"],
-        seed=config["simulate"]["seed"],
     log:
         f"{OUT}/logs/simulate_subject/sub-{{subject}}.log",
     benchmark:
         f"{OUT}/benchmarks/simulate_subject/sub-{{subject}}.tsv"
+    conda:
+        "../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/data.yaml"
+    params:
+        size=config["simulate"]["size"],
+        snr=config["simulate"]["snr"],
+        seed=config["simulate"]["seed"],
     script:
         "../workflow_scripts/simulate_subject.py"

@@ -51,3 +51,15 @@ def test_errors_name_the_key_path(edit, message):
     with pytest.raises(ConfigError) as e:
         validate_config(cfg, SCHEMA)
     assert message in str(e.value)
+
+
+def test_canonicalise_sorts_nested_keys_but_not_lists():
+    from fmridecode.config import canonicalise
+
+    a = {"fit": {"ridge": {"cv_folds": 5, "alphas": [10.0, 1.0]}, "roi": "x"}, "dataset": "d"}
+    b = {"dataset": "d", "fit": {"roi": "x", "ridge": {"alphas": [10.0, 1.0], "cv_folds": 5}}}
+    canonicalise(a)
+    canonicalise(b)
+    assert repr(a["fit"]) == repr(b["fit"])
+    assert a["fit"]["ridge"]["alphas"] == [10.0, 1.0]
+    assert list(a["fit"]) == ["ridge", "roi"]

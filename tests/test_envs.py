@@ -42,7 +42,9 @@ def test_env_files_parse_and_agree_with_pyproject():
             if name == "python":
                 continue
             assert name in reference, f"{path.name}: {name} is not a pinned project dependency"
-            assert version == reference[name], f"{path.name}: {name}={version}, pyproject {reference[name]}"
+            assert version == reference[name], (
+                f"{path.name}: {name}={version}, pyproject {reference[name]}"
+            )
 
 
 def test_every_rule_family_has_an_env():

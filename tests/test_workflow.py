@@ -12,14 +12,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from workflow_helpers import REPO, TINY, scheduled_jobs, snakemake
 
 pytestmark = pytest.mark.workflow
 OUT = "results/synthetic-tiny"
 
-UPSTREAM = {"simulate_stimuli", "simulate_subject", "glm", "roi", "train_clip", "embed",
-            "train_generator"}
+UPSTREAM = {
+    "simulate_stimuli",
+    "simulate_subject",
+    "glm",
+    "roi",
+    "train_clip",
+    "embed",
+    "train_generator",
+}
 
 
 @pytest.fixture(scope="session")
@@ -32,18 +38,26 @@ def tiny_run(tmp_path_factory):
 def test_dry_run_lists_every_stage(tmp_path):
     proc = snakemake(tmp_path, "--dry-run", configfiles=[TINY])
     jobs = scheduled_jobs(proc)
-    for rule in ["simulate_stimuli", "simulate_subject", "glm", "roi", "train_clip", "embed",
-                 "fit_ridge", "train_generator", "generate", "metrics_glm", "metrics_decoding",
-                 "metrics_recon", "metrics_all", "report", "all"]:
+    downstream = {"fit_ridge", "generate", "metrics_glm", "metrics_decoding", "metrics_recon"}
+    for rule in UPSTREAM | downstream | {"metrics_all", "report", "all"}:
         assert jobs.get(rule, 0) >= 1, f"{rule} not scheduled: {jobs}"
     assert jobs["simulate_subject"] == 2  # two subjects
+
+
+def test_lint_is_clean(tmp_path):
+    # snakemake's linter checks the house rules: logs, conda envs, no hard-coded path prefixes
+    proc = snakemake(tmp_path, "--lint", configfiles=[TINY], check=False)
+    assert proc.returncode == 0 and "good condition" in proc.stdout + proc.stderr, proc.stdout
 
 
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
         ({"glm": {"library": "yes"}}, "glm.library: 'yes' is not of type 'boolean'"),
-        ({"fit": {"ridge": {"cv_folds": 1}}}, "fit.ridge.cv_folds: 1 is less than the minimum of 2"),
+        (
+            {"fit": {"ridge": {"cv_folds": 1}}},
+            "fit.ridge.cv_folds: 1 is less than the minimum of 2",
+        ),
         ({"simulate": {"colour": 3}}, "simulate: Additional properties are not allowed ('colour'"),
         ({"fit": {"roi": "V4"}}, "fit.roi: 'V4' is not one of roi.sets"),
     ],
@@ -63,8 +77,14 @@ def test_metrics_table_complete_and_finite(tiny_run):
     assert set(m["subject"]) == {"01", "02"}
     assert (m["status"] == "ok").all()
     assert all(math.isfinite(v) for v in m["value"])
-    expected = {"recall_at_k", "two_way_identification", "pixcorr", "ssim", "glm_recovery_r",
-                "noise_ceiling"}
+    expected = {
+        "recall_at_k",
+        "two_way_identification",
+        "pixcorr",
+        "ssim",
+        "glm_recovery_r",
+        "noise_ceiling",
+    }
     assert expected <= set(m["metric"])
 
 

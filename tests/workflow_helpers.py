@@ -12,14 +12,24 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "configs" / "tiny.yaml"
 
 
-def snakemake(workdir: Path, *args: str, configfiles: list[Path] | None = None,
-              check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path,
+    *args: str,
+    configfiles: list[Path] | None = None,
+    check: bool = True,
+    timeout: int = 900,
+) -> subprocess.CompletedProcess:
     """Run ``python -m snakemake`` on the repo's Snakefile with ``workdir`` as working dir."""
     cmd = [
-        sys.executable, "-m", "snakemake",
-        "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(workdir),
-        "--cores", "2",
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        "2",
     ]
     if configfiles:
         cmd += ["--configfile", *map(str, configfiles)]

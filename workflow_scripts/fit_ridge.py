@@ -35,7 +35,8 @@ for target, (emb, ids) in targets.items():
     save_indexed(smk.output[f"pred_{target}"], model.predict(X[test]).astype("float32"), test_index)
     scores = model.cv_scores_ if model.cv_scores_.ndim == 1 else model.cv_scores_.mean(axis=1)
     cv_rows += [
-        {"target": target, "alpha": a, "cv_score": float(s)} for a, s in zip(p.alphas, scores, strict=True)
+        {"target": target, "alpha": a, "cv_score": float(s)}
+        for a, s in zip(p.alphas, scores, strict=True)
     ]
     log.info("%s: alpha %s, n_train %d, n_test %d", target, model.alpha_, train.sum(), test.sum())
 write_parquet(pd.DataFrame(cv_rows), smk.output.cv)

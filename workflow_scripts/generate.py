@@ -12,7 +12,9 @@ pred, pred_index = load_indexed(smk.input.pred)
 images, index = load_indexed(smk.input.images)
 ids = list(pred_index["stim_id"])
 pipe = load_generator(smk.input.model)
-recons = reconstruct(pipe, pred, steps=p.steps, guidance=p.guidance, seed=p.seed, out_size=p.out_size)
+recons = reconstruct(
+    pipe, pred, steps=p.steps, guidance=p.guidance, seed=p.seed, out_size=p.out_size
+)
 save_indexed(smk.output.recons, recons, pred_index[["stim_id"]])
 save_grid(align(images, list(index["stim_id"]), ids, "stimuli"), recons, smk.output.grid, ids=ids)
 log.info("%d reconstructions", len(ids))

@@ -13,7 +13,11 @@ image_emb, image_index = load_indexed(smk.input.image)
 caption_emb, caption_index = load_indexed(smk.input.caption)
 text_emb, text_ids = text_embeddings(caption_emb, caption_index)
 truth = {"image": (image_emb, list(image_index["stim_id"])), "text": (text_emb, text_ids)}
-base = {"dataset": smk.params.dataset, "subject": smk.wildcards.subject, "mapper": smk.wildcards.mapper}
+base = {
+    "dataset": smk.params.dataset,
+    "subject": smk.wildcards.subject,
+    "mapper": smk.wildcards.mapper,
+}
 rows = []
 for target in ("image", "text"):
     pred, pred_index = load_indexed(smk.input[f"pred_{target}"])
@@ -22,8 +26,14 @@ for target in ("image", "text"):
     candidates = align(emb, ids, list(pred_index["stim_id"]), f"{target} embeddings")
     rows += retrieval_rows(pred, candidates, target=target, ks=smk.params.ks)
     rows.append(
-        {"metric": "two_way_identification", "target": target, "feature": "embedding",
-         "value": two_way_identification(pred, candidates), "chance": 0.5, "n": len(pred)}
+        {
+            "metric": "two_way_identification",
+            "target": target,
+            "feature": "embedding",
+            "value": two_way_identification(pred, candidates),
+            "chance": 0.5,
+            "n": len(pred),
+        }
     )
 write_metrics([{**base, **r} for r in rows], smk.output[0])
 log.info("%d metric rows", len(rows))

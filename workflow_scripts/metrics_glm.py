@@ -18,10 +18,19 @@ trials = pd.concat([read_parquet(p) for p in smk.input.trials], ignore_index=Tru
 res = glm_recovery(betas, trials, truth)
 base = {"dataset": smk.params.dataset, "subject": smk.wildcards.subject, "mapper": "none"}
 rows = [
-    {**base, "metric": "glm_recovery_r", "glm_type": "B", "value": res["r_median"],
-     "n": int(truth["responsive"].sum())},
-    {**base, "metric": "noise_ceiling", "value": float(np.median(truth["noise_ceiling"][truth["responsive"]])),
-     "n": int(truth["responsive"].sum())},
+    {
+        **base,
+        "metric": "glm_recovery_r",
+        "glm_type": "B",
+        "value": res["r_median"],
+        "n": int(truth["responsive"].sum()),
+    },
+    {
+        **base,
+        "metric": "noise_ceiling",
+        "value": float(np.median(truth["noise_ceiling"][truth["responsive"]])),
+        "n": int(truth["responsive"].sum()),
+    },
 ]
 write_metrics(rows, smk.output[0])
 log.info("GLM recovery %s", res)

@@ -22,13 +22,24 @@ model, preprocess, _ = load_model(p.model, p.pretrained)
 recon_emb = embed_images(model, preprocess, recons)
 a, b = resize(recons, p.image_size), resize(stimuli, p.image_size)
 n = len(ids)
-base = {"dataset": p.dataset, "subject": w.subject, "mapper": w.mapper, "generator": w.generator,
-        "target": "image", "n": n}
+base = {
+    "dataset": p.dataset,
+    "subject": w.subject,
+    "mapper": w.mapper,
+    "generator": w.generator,
+    "target": "image",
+    "n": n,
+}
 rows = [
     {**base, "metric": "pixcorr", "value": pixcorr(a, b)},
     {**base, "metric": "ssim", "value": ssim(a, b)},
-    {**base, "metric": "two_way_identification", "feature": "embedding",
-     "value": two_way_identification(recon_emb, true_emb), "chance": 0.5},
+    {
+        **base,
+        "metric": "two_way_identification",
+        "feature": "embedding",
+        "value": two_way_identification(recon_emb, true_emb),
+        "chance": 0.5,
+    },
 ]
 write_metrics(rows, smk.output[0])
 log.info("%s", [(r["metric"], round(r["value"], 4)) for r in rows])

@@ -27,4 +27,6 @@ stats = train_clip(
 )
 stats["n_train_images"] = int(np.sum(keep))
 write_json(stats, smk.output.stats)
-log.info("trained on %d images: %s", int(np.sum(keep)), {k: stats[k] for k in stats if "curve" not in k})
+log.info(
+    "trained on %d images: %s", int(np.sum(keep)), {k: stats[k] for k in stats if "curve" not in k}
+)

@@ -1,6 +1,6 @@
 """Rule train_generator: train the small embedding-conditioned diffusion model."""
 
-from fmridecode.generators.tiny_diffusion import train_generator
+from fmridecode.generators.train import train_generator
 from fmridecode.io import load_indexed, write_json
 from fmridecode.mappers.targets import align
 from fmridecode.workflow import setup

@@ -53,3 +53,22 @@ def _cross_checks(config: Mapping[str, Any]) -> list[str]:
             f"fit.roi: {config['fit']['roi']!r} is not one of roi.sets {config['roi']['sets']}"
         )
     return problems
+
+
+def sort_keys(value: Any) -> Any:
+    """``value`` with every nested mapping's keys in sorted order (lists keep their order).
+
+    Snakemake detects a changed ``params`` value by comparing its text, so a dict param
+    would otherwise "change" when a user merely reorders keys in a config file.
+    """
+    if isinstance(value, Mapping):
+        return {str(k): sort_keys(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [sort_keys(v) for v in value]
+    return value
+
+
+def canonicalise(config: dict[str, Any]) -> None:
+    """Sort the keys of every section of ``config`` in place (see ``sort_keys``)."""
+    for key in list(config):
+        config[key] = sort_keys(config[key])

@@ -126,7 +126,9 @@ def save_indexed(array_path: str | os.PathLike, array: np.ndarray, index: pd.Dat
     write_parquet(index, index_path(array_path))
 
 
-def load_indexed(array_path: str | os.PathLike, mmap: bool = False) -> tuple[np.ndarray, pd.DataFrame]:
+def load_indexed(
+    array_path: str | os.PathLike, mmap: bool = False
+) -> tuple[np.ndarray, pd.DataFrame]:
     """Load an array and its index table, checking that they belong together."""
     array_path = Path(array_path)
     try:

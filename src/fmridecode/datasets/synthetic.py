@@ -127,15 +127,15 @@ class SizePreset:
 
 
 SIZES: dict[str, SizePreset] = {
-    # the test suite runs the whole workflow on this: ~230 trials, ~300 visual voxels
+    # the test suite runs the whole workflow on this: ~330 trials, ~300 visual voxels
     "tiny": SizePreset(
         n_images=300,
         n_test=24,
-        n_train=60,
+        n_train=100,
         n_subjects=2,
         n_sessions=2,
         n_runs=3,
-        slots_per_run=42,
+        slots_per_run=58,
         min_blank=2,
         repeat_fractions=(0.7, 0.2, 0.1),
         grid=(14, 14, 10),

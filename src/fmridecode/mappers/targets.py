@@ -14,7 +14,9 @@ def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return x / np.where(norm > 0, norm, 1.0)
 
 
-def text_embeddings(caption_emb: np.ndarray, caption_index: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+def text_embeddings(
+    caption_emb: np.ndarray, caption_index: pd.DataFrame
+) -> tuple[np.ndarray, list[str]]:
     """One text target per image: the L2-normalised mean of its caption embeddings.
 
     Returns (targets (n_images, d), stimulus ids in sorted order).

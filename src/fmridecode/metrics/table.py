@@ -83,7 +83,9 @@ def validate(df: pd.DataFrame, source: str = "metrics") -> pd.DataFrame:
     return df[cols]
 
 
-def write_metrics(rows: Iterable[Mapping[str, Any]] | pd.DataFrame, path: str | os.PathLike) -> pd.DataFrame:
+def write_metrics(
+    rows: Iterable[Mapping[str, Any]] | pd.DataFrame, path: str | os.PathLike
+) -> pd.DataFrame:
     """Validate and write a metric table (atomic). Returns the written frame."""
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     df = validate(df, source=str(path))

@@ -15,8 +15,9 @@ def recall_figure(metrics: pd.DataFrame) -> bytes:
     """PNG bytes: forward Recall@k per target and subject, with the chance level drawn."""
     df = metrics[(metrics["metric"] == "recall_at_k") & (metrics["direction"] == "forward")]
     targets = sorted(df["target"].dropna().unique())
-    fig, axes = plt.subplots(1, max(len(targets), 1), figsize=(4.5 * max(len(targets), 1), 3.4),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, max(len(targets), 1), figsize=(4.5 * max(len(targets), 1), 3.4), squeeze=False
+    )
     for ax, target in zip(axes[0], targets, strict=False):
         sub = df[df["target"] == target]
         for (subject, mapper), g in sub.groupby(["subject", "mapper"]):
@@ -46,7 +47,13 @@ def overview_figure(metrics: pd.DataFrame) -> bytes:
             rows = rows[rows["target"] == target]
         if "generator" in rows.columns:
             has_gen = rows["generator"].notna()
-            rows = rows[has_gen] if kind == "recon" else rows[~has_gen] if metric.startswith("two_way") else rows
+            rows = (
+                rows[has_gen]
+                if kind == "recon"
+                else rows[~has_gen]
+                if metric.startswith("two_way")
+                else rows
+            )
         for _, r in rows.iterrows():
             labels.append(label)
             values.append(r["value"])

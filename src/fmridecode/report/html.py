@@ -33,11 +33,15 @@ def headline_table(metrics: pd.DataFrame) -> pd.DataFrame:
     for subject in sorted(metrics["subject"].dropna().unique()):
         row: dict[str, Any] = {"subject": subject}
         for target in ("image", "text"):
-            r1 = pick(subject=subject, metric="recall_at_k", target=target, k=1, direction="forward")
+            r1 = pick(
+                subject=subject, metric="recall_at_k", target=target, k=1, direction="forward"
+            )
             if len(r1):
                 row[f"R@1 {target}"] = r1["value"].mean()
                 row[f"R@1 {target} chance"] = r1["chance"].mean()
-            tw = pick(subject=subject, metric="two_way_identification", target=target, generator=None)
+            tw = pick(
+                subject=subject, metric="two_way_identification", target=target, generator=None
+            )
             if len(tw):
                 row[f"2-way {target} emb."] = tw["value"].mean()
         for metric, label in (
@@ -49,7 +53,10 @@ def headline_table(metrics: pd.DataFrame) -> pd.DataFrame:
             rows = rows[rows["generator"].notna()] if "generator" in rows else rows.iloc[:0]
             if len(rows):
                 row[label] = rows["value"].mean()
-        for metric, label in (("glm_recovery_r", "GLM recovery r"), ("noise_ceiling", "noise ceiling %")):
+        for metric, label in (
+            ("glm_recovery_r", "GLM recovery r"),
+            ("noise_ceiling", "noise ceiling %"),
+        ):
             rows = pick(subject=subject, metric=metric)
             if len(rows):
                 row[label] = rows["value"].mean()
@@ -94,18 +101,26 @@ def render_report(
         "<h2>Reconstructions</h2>",
     ]
     for g in grids:
-        parts += [f"<h3>{html.escape(Path(g).parent.relative_to(Path(g).parents[3]).as_posix())}</h3>",
-                  _img_tag(Path(g).read_bytes(), str(g))]
+        parts += [
+            f"<h3>{html.escape(Path(g).parent.relative_to(Path(g).parents[3]).as_posix())}</h3>",
+            _img_tag(Path(g).read_bytes(), str(g)),
+        ]
     if notes:
         parts += ["<h2>Run notes</h2><ul>"]
-        parts += [f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in notes.items()]
+        parts += [
+            f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>"
+            for k, v in notes.items()
+        ]
         parts += ["</ul>"]
     parts += ["<h2>Metric definitions</h2><dl>"]
     for name in sorted(set(metrics["metric"])):
         parts.append(f"<dt><code>{name}</code></dt><dd>{html.escape(METRICS[name])}</dd>")
-    parts += ["</dl>", "<h2>All metric rows</h2>",
-              metrics.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep=""),
-              "</body></html>"]
+    parts += [
+        "</dl>",
+        "<h2>All metric rows</h2>",
+        metrics.to_html(index=False, float_format=lambda v: f"{v:.4f}", na_rep=""),
+        "</body></html>",
+    ]
     with atomic_path(out_html) as tmp:
         tmp.write_text("\n".join(parts))
     return head
