@@ -32,7 +32,7 @@ rule train_clip:
 rule embed:
     """Embed every stimulus image and caption once with the CLIP model."""
     input:
-        lib("embeddings/model.py", "embeddings/cache.py"),
+        lib("embeddings/model.py", "embeddings/cache.py", "embeddings/train.py"),
         checkpoint=clip_checkpoint(),
         images=stim("images.npy"),
         images_index=stim("images.index.parquet"),
@@ -42,6 +42,7 @@ rule embed:
         image_index=f"{OUT}/embed/image.index.parquet",
         caption=f"{OUT}/embed/caption.npy",
         caption_index=f"{OUT}/embed/caption.index.parquet",
+        quality=f"{OUT}/embed/quality.json",
     log:
         f"{OUT}/logs/embed.log",
     conda:

@@ -41,6 +41,7 @@ rule generate:
     output:
         recons=f"{OUT}/generate/sub-{{subject}}/{{mapper}}/{{generator}}/recons.npy",
         recons_index=f"{OUT}/generate/sub-{{subject}}/{{mapper}}/{{generator}}/recons.index.parquet",
+        pngs=directory(f"{OUT}/generate/sub-{{subject}}/{{mapper}}/{{generator}}/png"),
         grid=report(
             f"{OUT}/generate/sub-{{subject}}/{{mapper}}/{{generator}}/grid.png",
             category="Reconstructions",

@@ -13,7 +13,7 @@ rule report:
             generator=config["generate"]["generators"],
         ),
         stats=([f"{OUT}/models/clip/train_stats.json"] if clip_checkpoint() else [])
-        + [f"{OUT}/models/generator-tiny_stats.json"],
+        + [f"{OUT}/models/generator-tiny_stats.json", f"{OUT}/embed/quality.json"],
     output:
         html=report(f"{OUT}/report/report.html", category="Report"),
         summary=f"{OUT}/report/summary.md",

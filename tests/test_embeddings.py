@@ -251,3 +251,25 @@ def test_retrieval_top1_counts_matches():
     assert retrieval_top1(e, e) == {"image_to_text": 1.0, "text_to_image": 1.0, "n": 4}
     shuffled = e[[1, 0, 2, 3]]
     assert retrieval_top1(e, shuffled)["image_to_text"] == 0.5
+
+
+def test_caption_retrieval_pairs_first_caption_of_kind():
+    from fmridecode.embeddings.train import caption_retrieval
+
+    eye = np.eye(3, dtype=np.float32)
+    image_index = pd.DataFrame({"stim_id": ["a", "b", "c"], "split": ["test", "test", "train"]})
+    # a's first detailed caption (caption_idx 0) is row 1 and matches a; its later one (row 0)
+    # points at b, so taking the wrong caption would drop top-1 to 0.5
+    caption_index = pd.DataFrame(
+        {
+            "stim_id": ["a", "a", "b", "b", "a"],
+            "caption_idx": [1, 0, 0, 1, 2],
+            "kind": ["detailed", "detailed", "detailed", "vague", "vague"],
+        }
+    )
+    caption_emb = np.stack([eye[1], eye[0], eye[1], eye[2], eye[2]])
+    out = caption_retrieval(eye, image_index, caption_emb, caption_index)
+    assert out["n"] == 2 and out["chance"] == 0.5 and out["n_missing"] == 0
+    assert out["image_to_text"] == 1.0 and out["text_to_image"] == 1.0
+    with pytest.raises(DataError, match="fewer than 2"):
+        caption_retrieval(eye, image_index, caption_emb, caption_index, kind="colour_shape")

@@ -154,3 +154,23 @@ def test_save_grid_layout_and_pixels(tmp_path):
     assert Image.open(path).size == grid_size(2)
     with pytest.raises(DataError, match="grid.png"):
         save_grid(stimuli, recons[:3], path)
+
+
+def test_save_pngs_round_trip_and_bad_ids(tmp_path):
+    from fmridecode.generators import save_pngs
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(3, 8, 8, 3), dtype=np.uint8)
+    paths = save_pngs(images, ["img1", "img2", "img3"], tmp_path / "png")
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == [
+        "img1.png",
+        "img2.png",
+        "img3.png",
+    ]
+    for path, img in zip(paths, images, strict=True):
+        np.testing.assert_array_equal(np.asarray(Image.open(path)), img)
+    with pytest.raises(DataError, match="unique id"):
+        save_pngs(images, ["a", "a", "b"], tmp_path / "dup")
+    with pytest.raises(DataError, match="file names"):
+        save_pngs(images, ["a", "../b", "c"], tmp_path / "bad")
+    assert not (tmp_path / "dup").exists() and not (tmp_path / "bad").exists()

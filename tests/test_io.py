@@ -42,3 +42,20 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_text("whole")
     assert target.read_text() == "whole"
+
+
+def test_atomic_dir_replaces_whole_or_not_at_all(tmp_path):
+    from fmridecode.io import atomic_dir
+
+    target = tmp_path / "out"
+    with atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("1")
+    assert [p.name for p in target.iterdir()] == ["a.txt"]
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "b.txt").write_text("2")
+        raise RuntimeError("half-way")
+    assert [p.name for p in target.iterdir()] == ["a.txt"]  # old folder untouched
+    with atomic_dir(target) as tmp:
+        (tmp / "c.txt").write_text("3")
+    assert [p.name for p in target.iterdir()] == ["c.txt"]  # replaced, not merged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temp folders left

@@ -116,6 +116,8 @@ def test_outputs_are_consistent(tiny_run):
     images = pd.read_parquet(out / "stimuli/images.index.parquet")
     assert recons.dtype == np.uint8 and recons.shape[0] == len(index)
     assert set(index["stim_id"]) == set(images.loc[images["split"] == "test", "stim_id"])
+    pngs = sorted(p.stem for p in (out / "generate/sub-01/ridge/tiny/png").glob("*.png"))
+    assert pngs == sorted(index["stim_id"])
     html = (out / "report/report.html").read_text()
     assert "Headline metrics" in html and "data:image/png;base64" in html
 
@@ -135,3 +137,23 @@ def test_ridge_change_reruns_only_downstream(tiny_run, tmp_path):
     assert jobs.get("fit_ridge") == 2
     assert not UPSTREAM & set(jobs), jobs
     assert {"generate", "metrics_decoding", "metrics_recon", "metrics_all"} <= set(jobs)
+
+
+def test_clip_checkpoint_loads_with_open_clip_and_pairs_held_out_captions(tiny_run):
+    import json
+
+    import open_clip
+
+    from fmridecode.embeddings import register_small_model
+
+    out = tiny_run / OUT
+    register_small_model()  # the config name must be known to open_clip; weights come from file
+    model, _, _ = open_clip.create_model_and_transforms(
+        "fmridecode-small", pretrained=str(out / "models/clip/checkpoint.pt")
+    )
+    assert sum(p.numel() for p in model.parameters()) > 1_000_000
+    quality = json.loads((out / "embed/quality.json").read_text())
+    # 24 held-out test images, each against its first detailed caption: a CLIP space trained
+    # for ~30 s on 276 images must pair them well above chance (1/24)
+    assert quality["test_top1_n"] == 24
+    assert quality["test_image_to_text_top1"] >= 3 * quality["test_top1_chance"], quality

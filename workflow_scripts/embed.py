@@ -1,13 +1,27 @@
-"""Rule embed: image and caption embedding caches."""
+"""Rule embed: image and caption embedding caches, and how well the space pairs them."""
 
 from pathlib import Path
 
 from fmridecode.embeddings.cache import write_caches
+from fmridecode.embeddings.train import caption_retrieval
+from fmridecode.io import load_indexed, write_json
 from fmridecode.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
-write_caches(
+summary = write_caches(
     smk.params.model, smk.params.pretrained, smk.params.stim_dir, Path(smk.output.image).parent
 )
-log.info("caches written")
+image, image_index = load_indexed(smk.output.image)
+caption, caption_index = load_indexed(smk.output.caption)
+quality = caption_retrieval(image, image_index, caption, caption_index, split="test")
+# flat keys (the report lists the scalar entries of this file)
+summary.update(
+    test_image_to_text_top1=quality["image_to_text"],
+    test_text_to_image_top1=quality["text_to_image"],
+    test_top1_chance=quality["chance"],
+    test_top1_n=quality["n"],
+    test_top1_caption_kind=quality["kind"],
+)
+write_json(summary, smk.output.quality)
+log.info("caches written: %s", summary)

@@ -275,3 +275,37 @@ def retrieval_top1(image_emb: np.ndarray, text_emb: np.ndarray) -> dict[str, flo
         "text_to_image": float(np.mean(sim.argmax(axis=0) == target)),
         "n": int(len(sim)),
     }
+
+
+def caption_retrieval(
+    image_emb: np.ndarray,
+    image_index: pd.DataFrame,
+    caption_emb: np.ndarray,
+    caption_index: pd.DataFrame,
+    *,
+    split: str = "test",
+    kind: str = "detailed",
+) -> dict[str, Any]:
+    """How good the embedding space is: paired top-1 retrieval on held-out images.
+
+    Each image of ``split`` is paired with its first caption of ``kind`` (lowest
+    ``caption_idx``); returns ``retrieval_top1`` of those pairs plus what was compared.
+    Images without such a caption are left out (and counted).
+    """
+    images = image_index.reset_index(drop=True)
+    rows = np.flatnonzero((images["split"] == split).to_numpy())
+    caps = caption_index.reset_index(drop=True)
+    caps = caps[caps["kind"] == kind].sort_values(["stim_id", "caption_idx"], kind="stable")
+    first = caps.groupby("stim_id", sort=False).head(1)
+    row_of_caption = dict(zip(first["stim_id"], first.index, strict=True))
+    pairs = [
+        (r, row_of_caption[s])
+        for r, s in zip(rows, images["stim_id"][rows], strict=True)
+        if s in row_of_caption
+    ]
+    if len(pairs) < 2:
+        raise DataError(f"caption_retrieval: fewer than 2 {split} images with a {kind} caption")
+    img_rows, cap_rows = map(list, zip(*pairs, strict=True))
+    out: dict[str, Any] = retrieval_top1(image_emb[img_rows], caption_emb[cap_rows])
+    out.update(split=split, kind=kind, chance=1.0 / len(pairs), n_missing=len(rows) - len(pairs))
+    return out

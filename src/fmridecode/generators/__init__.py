@@ -6,7 +6,13 @@ on the stimulus images (``train_generator``), saved with ``save_pretrained`` and
 """
 
 from fmridecode.generators.pipeline import EmbeddingDiffusionPipeline, EmbeddingProjection
-from fmridecode.generators.tiny_diffusion import grid_size, load_generator, reconstruct, save_grid
+from fmridecode.generators.tiny_diffusion import (
+    grid_size,
+    load_generator,
+    reconstruct,
+    save_grid,
+    save_pngs,
+)
 from fmridecode.generators.train import train_generator
 
 __all__ = [
@@ -16,5 +22,6 @@ __all__ = [
     "load_generator",
     "reconstruct",
     "save_grid",
+    "save_pngs",
     "train_generator",
 ]

@@ -15,7 +15,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from fmridecode.generators.pipeline import EmbeddingDiffusionPipeline
-from fmridecode.io import DataError, atomic_path
+from fmridecode.io import DataError, atomic_dir, atomic_path
 
 # save_grid layout (pixels): tiles of TILE x TILE, a LABEL strip above each row of tiles,
 # PAD between pairs and around the edge, PAIRS_PER_ROW (stimulus, reconstruction) pairs per row.
@@ -123,3 +123,25 @@ def save_grid(
         canvas.paste(Image.fromarray(rec[k]), (x + TILE, y + LABEL))
     with atomic_path(path) as tmp:
         canvas.save(tmp, format="PNG")
+
+
+def save_pngs(images: np.ndarray, ids: Sequence[str], out_dir: str | os.PathLike) -> list[Path]:
+    """Write each (H, W, 3) uint8 image as ``<out_dir>/<id>.png``; the folder appears whole."""
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise DataError(
+            f"{out_dir}: need (N, H, W, 3) uint8 images, got {images.shape} {images.dtype}"
+        )
+    ids = [str(i) for i in ids]
+    if len(ids) != len(images) or len(set(ids)) != len(ids):
+        raise DataError(
+            f"{out_dir}: need one unique id per image ({len(ids)} ids, {len(images)} images)"
+        )
+    bad = [i for i in ids if not i or "/" in i or i.startswith(".")]
+    if bad:
+        raise DataError(f"{out_dir}: ids unusable as file names: {bad[:3]}")
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        for sid, img in zip(ids, images, strict=True):
+            Image.fromarray(img).save(tmp / f"{sid}.png", format="PNG")
+    return [out_dir / f"{sid}.png" for sid in ids]

@@ -11,8 +11,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,7 @@ from fmridecode.generators.pipeline import (
     build_scheduler,
     build_unet,
 )
-from fmridecode.io import DataError, write_json
+from fmridecode.io import DataError, atomic_dir, write_json
 
 STATS_FILE = "training.json"
 
@@ -78,21 +76,9 @@ class _EMA:
 
 def _save_atomically(pipe: EmbeddingDiffusionPipeline, out_dir: Path, stats: dict) -> None:
     """save_pretrained into a temp folder beside ``out_dir``, then rename it into place."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         pipe.save_pretrained(tmp, safe_serialization=True)
         write_json(stats, tmp / STATS_FILE)
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def train_generator(
