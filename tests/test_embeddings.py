@@ -16,12 +16,12 @@ from fmridecode.embeddings import (
     register_small_model,
     retrieval_top1,
     small_model_config,
-    text_targets,
     train_clip,
     write_caches,
 )
 from fmridecode.embeddings.model import create_untrained, save_checkpoint
 from fmridecode.io import DataError, load_indexed, save_indexed, write_parquet
+from fmridecode.mappers.targets import align, text_embeddings
 
 TINY = "fmridecode-test-tiny"
 TINY_KW = dict(
@@ -233,7 +233,8 @@ def test_write_caches_follows_the_contract(trained, tmp_path):
     np.testing.assert_allclose(img, embed_images(model, preprocess, images), atol=1e-6)
 
     # text targets: mean of each image's captions, renormalised; matches its own image best
-    targets = text_targets(cap, cap_index, ids)
+    text_emb, text_ids = text_embeddings(cap, cap_index)
+    targets = align(text_emb, text_ids, ids, "text targets")
     np.testing.assert_allclose(np.linalg.norm(targets, axis=1), 1.0, atol=1e-5)
     first = cap[cap_index["stim_id"] == ids[0]].mean(axis=0)
     np.testing.assert_allclose(targets[0], first / np.linalg.norm(first), atol=1e-6)

@@ -174,3 +174,60 @@ def test_save_pngs_round_trip_and_bad_ids(tmp_path):
     with pytest.raises(DataError, match="file names"):
         save_pngs(images, ["a", "../b", "c"], tmp_path / "bad")
     assert not (tmp_path / "dup").exists() and not (tmp_path / "bad").exists()
+
+
+def test_save_reconstructions_pairs_each_recon_with_its_stimulus(tmp_path):
+    import pandas as pd
+
+    from fmridecode.generators import save_reconstructions
+    from fmridecode.io import load_indexed
+
+    rng = np.random.default_rng(1)
+    stimuli = rng.integers(0, 256, size=(3, 8, 8, 3), dtype=np.uint8)
+    stim_index = pd.DataFrame({"stim_id": ["a", "b", "c"]})
+    recon_index = pd.DataFrame({"stim_id": ["c", "a"], "extra": [1, 2]})
+    recons = stimuli[[2, 0]]
+    out = tmp_path / "gen"
+    save_reconstructions(
+        recons, recon_index, stimuli, stim_index, out / "r.npy", out / "png", out / "grid.png"
+    )
+    arr, index = load_indexed(out / "r.npy")
+    np.testing.assert_array_equal(arr, recons)
+    assert list(index.columns) == ["stim_id"] and list(index["stim_id"]) == ["c", "a"]
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "png" / "c.png")), stimuli[2])
+    grid = np.asarray(Image.open(out / "grid.png").convert("RGB"))
+    # recons are the stimuli of their ids, so each pair's two tiles must be identical
+    for c in range(2):
+        x, y = PAD + c * (2 * TILE + PAD), PAD + LABEL
+        left, right = grid[y : y + TILE, x : x + TILE], grid[y : y + TILE, x + TILE : x + 2 * TILE]
+        np.testing.assert_array_equal(left, right)
+    with pytest.raises(DataError, match="stimuli"):
+        save_reconstructions(
+            recons,
+            pd.DataFrame({"stim_id": ["z", "a"]}),
+            stimuli,
+            stim_index,
+            out / "r2.npy",
+            out / "png2",
+            out / "grid2.png",
+        )
+
+
+def test_img2img_keeps_the_first_guess_at_low_strength(trained):
+    out, _, colour_emb = trained
+    pipe = load_generator(out)
+    init = np.broadcast_to(COLOURS[[RED, BLUE]][:, None, None, :], (2, 16, 16, 3)).copy()
+    same = reconstruct(pipe, colour_emb[:2], steps=10, seed=0, init_images=init, strength=0.0)
+    np.testing.assert_array_equal(same, init)  # strength 0: nothing to denoise
+    # unconditional model (guidance 0), so only the first guess can make one red, one blue
+    kept = reconstruct(
+        pipe, colour_emb[:2], steps=10, guidance=0.0, seed=0, init_images=init, strength=0.4
+    ).astype(float)
+    red_minus_blue = kept[..., 0].mean(axis=(1, 2)) - kept[..., 2].mean(axis=(1, 2))
+    assert red_minus_blue[0] > 60 and red_minus_blue[1] < -60, red_minus_blue
+    # first guesses at another size are resized to the model's
+    big = np.repeat(np.repeat(init, 4, axis=1), 4, axis=2)
+    again = reconstruct(pipe, colour_emb[:2], steps=10, seed=0, init_images=big, strength=0.0)
+    np.testing.assert_array_equal(again, init)
+    with pytest.raises(ValueError, match="strength"):
+        reconstruct(pipe, colour_emb[:2], init_images=init, strength=1.5)

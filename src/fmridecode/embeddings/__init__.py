@@ -9,7 +9,6 @@ from fmridecode.embeddings.cache import (
     embed_images,
     embed_texts,
     read_stimuli,
-    text_targets,
     write_caches,
 )
 from fmridecode.embeddings.model import (
@@ -31,7 +30,6 @@ __all__ = [
     "register_small_model",
     "retrieval_top1",
     "small_model_config",
-    "text_targets",
     "train_clip",
     "write_caches",
 ]

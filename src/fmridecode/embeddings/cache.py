@@ -158,33 +158,3 @@ def write_caches(
         "n_captions": int(len(caption_emb)),
         "dim": int(image_emb.shape[1]),
     }
-
-
-def text_targets(
-    caption_emb: np.ndarray,
-    caption_index: pd.DataFrame,
-    stim_ids: Sequence[str],
-    kinds: Sequence[str] | None = None,
-) -> np.ndarray:
-    """Text target of each image: the L2-normalised mean of its caption embeddings.
-
-    ``kinds`` restricts which caption kinds count (None: all). Rows follow ``stim_ids``;
-    an image with no caption of those kinds is a DataError.
-    """
-    caption_emb = np.asarray(caption_emb, dtype=np.float32)
-    keep = np.ones(len(caption_index), bool)
-    if kinds is not None:
-        keep &= caption_index["kind"].isin(list(kinds)).to_numpy()
-    groups = (
-        pd.Series(np.flatnonzero(keep))
-        .groupby(caption_index["stim_id"].to_numpy()[keep])
-        .apply(list)
-    )
-    out = np.empty((len(stim_ids), caption_emb.shape[1]), np.float32)
-    for i, sid in enumerate(stim_ids):
-        rows = groups.get(sid)
-        if rows is None:
-            raise DataError(f"caption embeddings: no caption (kinds {kinds}) for image {sid!r}")
-        mean = caption_emb[rows].mean(axis=0)
-        out[i] = mean / np.linalg.norm(mean)
-    return out

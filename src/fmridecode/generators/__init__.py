@@ -12,6 +12,7 @@ from fmridecode.generators.tiny_diffusion import (
     reconstruct,
     save_grid,
     save_pngs,
+    save_reconstructions,
 )
 from fmridecode.generators.train import train_generator
 
@@ -23,5 +24,6 @@ __all__ = [
     "reconstruct",
     "save_grid",
     "save_pngs",
+    "save_reconstructions",
     "train_generator",
 ]

@@ -102,6 +102,16 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
+def from_uint8(images: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 (N, size, size, 3) -> float (N, 3, size, size) in [-1, 1]; checks the shape."""
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[1:] != (size, size, 3) or images.dtype != np.uint8:
+        raise ValueError(
+            f"init images must be uint8 (N, {size}, {size}, 3), got {images.dtype} {images.shape}"
+        )
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
 class EmbeddingDiffusionPipeline(DiffusionPipeline):
     """DDIM sampling with classifier-free guidance, conditioned on embeddings (N, D)."""
 
@@ -121,12 +131,19 @@ class EmbeddingDiffusionPipeline(DiffusionPipeline):
         guidance_scale: float = 3.0,
         generator: torch.Generator | int | None = None,
         batch_size: int = 64,
+        init_images: np.ndarray | None = None,
+        strength: float = 1.0,
     ) -> np.ndarray:
         """Sample one image per embedding row; returns uint8 (N, H, W, 3).
 
         All initial noise is drawn up front from ``generator`` (a seed is accepted too), so the
         result depends on the seed but not on ``batch_size``. DDIM with eta=0 is deterministic
         after that. ``guidance_scale == 1`` skips the unconditional pass.
+
+        img2img (the second stage of two-stage reconstruction): ``init_images`` (N, S, S, 3)
+        uint8 at the model's resolution are noised to the level of ``strength`` (0: returned
+        as they are, 1: pure noise as without them) and denoised over the last
+        ``round(strength * num_inference_steps)`` DDIM steps.
         """
         embeds = torch.as_tensor(np.asarray(embeds) if not torch.is_tensor(embeds) else embeds)
         if embeds.ndim != 2 or embeds.shape[1] != self.projection.config.embed_dim:
@@ -137,12 +154,26 @@ class EmbeddingDiffusionPipeline(DiffusionPipeline):
             raise ValueError("embeds contain non-finite values")
         if num_inference_steps < 1 or batch_size < 1:
             raise ValueError("num_inference_steps and batch_size must be >= 1")
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength must be in [0, 1], got {strength}")
         if isinstance(generator, int):
             generator = torch.Generator("cpu").manual_seed(generator)
         device = self.unet.device
         size = self.unet.config.sample_size
         n = embeds.shape[0]
         noise = torch.randn((n, 3, size, size), generator=generator, dtype=torch.float32)
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        if init_images is not None:
+            x0 = from_uint8(init_images, size)
+            if len(x0) != n:
+                raise ValueError(f"{len(x0)} init_images for {n} embeddings")
+            n_steps = round(strength * num_inference_steps)
+            timesteps = timesteps[num_inference_steps - n_steps :]
+            if n_steps == 0:
+                return to_uint8(x0)
+            t0 = timesteps[:1].repeat(n).cpu()
+            noise = self.scheduler.add_noise(x0, noise, t0)
         out = np.empty((n, size, size, 3), dtype=np.uint8)
         starts = range(0, n, batch_size)
         guided = guidance_scale != 1.0
@@ -155,8 +186,7 @@ class EmbeddingDiffusionPipeline(DiffusionPipeline):
                 if guided:
                     cond = torch.cat([self.projection.unconditional(b), cond])
                 x = noise[s : s + b].to(device, self.unet.dtype)
-                self.scheduler.set_timesteps(num_inference_steps, device=device)
-                for t in self.scheduler.timesteps:
+                for t in timesteps:
                     x_in = torch.cat([x, x]) if guided else x
                     eps = self.unet(x_in, t, class_labels=cond).sample
                     if guided:

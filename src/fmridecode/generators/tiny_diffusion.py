@@ -11,11 +11,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from fmridecode.generators.pipeline import EmbeddingDiffusionPipeline
-from fmridecode.io import DataError, atomic_dir, atomic_path
+from fmridecode.io import DataError, atomic_dir, atomic_path, save_indexed
+from fmridecode.mappers.targets import align
 
 # save_grid layout (pixels): tiles of TILE x TILE, a LABEL strip above each row of tiles,
 # PAD between pairs and around the edge, PAIRS_PER_ROW (stimulus, reconstruction) pairs per row.
@@ -51,12 +53,21 @@ def reconstruct(
     seed: int = 0,
     out_size: int | None = None,
     batch_size: int = 64,
+    init_images: np.ndarray | None = None,
+    strength: float = 1.0,
 ) -> np.ndarray:
     """Images (N, H, W, 3) uint8 from embeddings (N, D); same seed -> identical output.
 
     ``out_size`` upsamples (bicubic) to the stimulus size so metrics compare like with like.
+    ``init_images`` (uint8, any size; resized to the model's) with ``strength`` < 1 make it
+    img2img: the second stage of two-stage reconstruction, starting from a first guess.
     """
     embeds = np.asarray(embeds, dtype=np.float32)
+    if init_images is not None:
+        size = pipe.unet.config.sample_size
+        init_images = np.asarray(init_images)
+        if init_images.ndim == 4 and init_images.shape[1] != size:
+            init_images = resize_images(init_images, size, Image.BOX)
     gen = torch.Generator("cpu").manual_seed(seed)
     imgs = pipe(
         torch.from_numpy(embeds),
@@ -64,6 +75,8 @@ def reconstruct(
         guidance_scale=guidance,
         generator=gen,
         batch_size=batch_size,
+        init_images=init_images,
+        strength=strength,
     )
     if out_size is not None and out_size != imgs.shape[1]:
         imgs = resize_images(imgs, out_size)
@@ -145,3 +158,24 @@ def save_pngs(images: np.ndarray, ids: Sequence[str], out_dir: str | os.PathLike
         for sid, img in zip(ids, images, strict=True):
             Image.fromarray(img).save(tmp / f"{sid}.png", format="PNG")
     return [out_dir / f"{sid}.png" for sid in ids]
+
+
+def save_reconstructions(
+    recons: np.ndarray,
+    recon_index: pd.DataFrame,
+    stimuli: np.ndarray,
+    stimuli_index: pd.DataFrame,
+    out_array: str | os.PathLike,
+    out_pngs: str | os.PathLike,
+    out_grid: str | os.PathLike,
+) -> None:
+    """Write one generator's outputs: the indexed array, one PNG per image and the grid figure.
+
+    ``recon_index`` and ``stimuli_index`` are the index tables (``stim_id`` column) of the
+    reconstructions and of the stimulus array; the grid pairs each reconstruction with its stimulus.
+    """
+    ids = list(recon_index["stim_id"])
+    save_indexed(out_array, recons, recon_index[["stim_id"]])
+    save_pngs(recons, ids, out_pngs)
+    truth = align(stimuli, list(stimuli_index["stim_id"]), ids, "stimuli")
+    save_grid(truth, recons, out_grid, ids=ids)

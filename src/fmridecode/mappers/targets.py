@@ -36,3 +36,30 @@ def align(
     if missing:
         raise DataError(f"{what}: no embedding for {len(missing)} stimuli, e.g. {missing[:5]}")
     return emb[[pos[s] for s in wanted]]
+
+
+def lowres_targets(images: np.ndarray, size: int) -> np.ndarray:
+    """Low-level decoding target: each image box-downsampled to ``size`` px, flattened, in [0, 1].
+
+    The first stage of two-stage reconstruction predicts this from voxels (the role of
+    Brain-Diffuser's VDVAE latents for our small generator); ``lowres_images`` inverts it.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise DataError(f"lowres targets need uint8 (N, H, W, 3) images, got {images.shape}")
+    h, w = images.shape[1:3]
+    if h % size or w % size:
+        raise DataError(f"lowres size {size} does not divide the image size {h}x{w}")
+    blocks = images.reshape(len(images), size, h // size, size, w // size, 3).astype(np.float32)
+    return (blocks.mean(axis=(2, 4)) / 255.0).reshape(len(images), -1)
+
+
+def lowres_images(pred: np.ndarray, size: int) -> np.ndarray:
+    """Predicted low-res targets (N, size*size*3) -> uint8 images (N, size, size, 3), clipped."""
+    pred = np.asarray(pred, dtype=np.float32)
+    if pred.ndim != 2 or pred.shape[1] != size * size * 3:
+        raise DataError(f"lowres predictions must be (N, {size * size * 3}), got {pred.shape}")
+    if not np.isfinite(pred).all():
+        raise DataError("lowres predictions contain non-finite values")
+    img = np.clip(np.rint(pred * 255.0), 0, 255).astype(np.uint8)
+    return img.reshape(len(pred), size, size, 3)
