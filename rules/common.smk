@@ -66,3 +66,31 @@ def clip_weights(wildcards, input):
 def parent_of(name):
     """Param function: the folder of the named input (e.g. the BIDS root of a subject dir)."""
     return lambda wildcards, input: str(Path(input[name]).parent)
+
+
+def recon_path(generator, name):
+    """A reconstruction output of one subject and mapper (``generator`` may be a wildcard)."""
+    return f"{OUT}/generate/sub-{{subject}}/{{mapper}}/{generator}/{name}"
+
+
+def first_guess_of(w):
+    """Two-stage generators start from the decoded low-res first guess; others from noise."""
+    if w.generator.endswith("_two_stage"):
+        guess = f"{OUT}/generate/sub-{w.subject}/{w.mapper}/lowlevel/recons"
+        return [f"{guess}.npy", f"{guess}.index.parquet"]
+    return []
+
+
+def strength_of(w):
+    """img2img strength of a generator (1.0: sampling from pure noise)."""
+    if w.generator.endswith("_two_stage"):
+        return config["generate"]["two_stage"]["strength"]
+    return 1.0
+
+
+def scored_generators():
+    """Generators in the metric table: the configured ones, plus lowlevel for two-stage."""
+    gens = list(config["generate"]["generators"])
+    if any(g.endswith("_two_stage") for g in gens):
+        gens.append("lowlevel")
+    return gens

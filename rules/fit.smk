@@ -2,7 +2,7 @@
 
 
 rule fit_ridge:
-    """Ridge from voxels to image and caption embeddings; alpha by CV on training images."""
+    """Ridge from voxels to image and caption embeddings and a low-res image; CV'd alphas."""
     input:
         lib("mappers/ridge.py", "mappers/targets.py"),
         voxels=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.npy",
@@ -11,6 +11,8 @@ rule fit_ridge:
         image_index=f"{OUT}/embed/image.index.parquet",
         caption=f"{OUT}/embed/caption.npy",
         caption_index=f"{OUT}/embed/caption.index.parquet",
+        images=stim("images.npy"),
+        images_index=stim("images.index.parquet"),
     output:
         pred_image=f"{OUT}/fit/sub-{{subject}}/ridge/pred_image.npy",
         pred_image_index=f"{OUT}/fit/sub-{{subject}}/ridge/pred_image.index.parquet",
@@ -18,6 +20,9 @@ rule fit_ridge:
         pred_text_index=f"{OUT}/fit/sub-{{subject}}/ridge/pred_text.index.parquet",
         model_image=f"{OUT}/fit/sub-{{subject}}/ridge/model_image.npz",
         model_text=f"{OUT}/fit/sub-{{subject}}/ridge/model_text.npz",
+        pred_lowres=f"{OUT}/fit/sub-{{subject}}/ridge/pred_lowres.npy",
+        pred_lowres_index=f"{OUT}/fit/sub-{{subject}}/ridge/pred_lowres.index.parquet",
+        model_lowres=f"{OUT}/fit/sub-{{subject}}/ridge/model_lowres.npz",
         cv=f"{OUT}/fit/sub-{{subject}}/ridge/cv.parquet",
     log:
         f"{OUT}/logs/fit/sub-{{subject}}_ridge.log",
@@ -32,6 +37,7 @@ rule fit_ridge:
         cv_folds=config["fit"]["ridge"]["cv_folds"],
         alpha_per_target=config["fit"]["ridge"]["alpha_per_target"],
         standardize=config["fit"]["ridge"]["standardize"],
+        lowres_size=config["fit"]["lowres_size"],
         seed=config["fit"]["seed"],
     script:
         "../workflow_scripts/fit_ridge.py"

@@ -29,27 +29,64 @@ rule train_generator:
         "../workflow_scripts/train_generator.py"
 
 
-rule generate:
-    """Sample one reconstruction per test image from the predicted image embedding."""
+rule first_guess:
+    """Two-stage, stage 1: the low-res image predicted from voxels, decoded (generator lowlevel)."""
     input:
-        lib("generators/pipeline.py", "generators/tiny_diffusion.py"),
-        model=f"{OUT}/models/generator-{{generator}}",
-        pred=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.npy",
-        pred_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.index.parquet",
+        lib("mappers/targets.py", "generators/tiny_diffusion.py"),
+        pred=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_lowres.npy",
+        pred_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_lowres.index.parquet",
         images=stim("images.npy"),
         images_index=stim("images.index.parquet"),
     output:
-        recons=f"{OUT}/generate/sub-{{subject}}/{{mapper}}/{{generator}}/recons.npy",
-        recons_index=f"{OUT}/generate/sub-{{subject}}/{{mapper}}/{{generator}}/recons.index.parquet",
-        pngs=directory(f"{OUT}/generate/sub-{{subject}}/{{mapper}}/{{generator}}/png"),
+        recons=recon_path("lowlevel", "recons.npy"),
+        recons_index=recon_path("lowlevel", "recons.index.parquet"),
+        pngs=directory(recon_path("lowlevel", "png")),
         grid=report(
-            f"{OUT}/generate/sub-{{subject}}/{{mapper}}/{{generator}}/grid.png",
+            recon_path("lowlevel", "grid.png"),
             category="Reconstructions",
             subcategory="sub-{subject}",
             caption="../report/grid.rst",
         ),
     log:
-        f"{OUT}/logs/generate/sub-{{subject}}_{{mapper}}_{{generator}}.log",
+        f"{OUT}/logs/generate/sub-{{subject}}/{{mapper}}/lowlevel.log",
+    conda:
+        "../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    params:
+        lowres_size=config["fit"]["lowres_size"],
+        out_size=config["metrics"]["image_size"],
+    script:
+        "../workflow_scripts/first_guess.py"
+
+
+rule generate:
+    """Sample one reconstruction per test image from the predicted image embedding
+    (tiny: from noise; tiny_two_stage: img2img from the first guess)."""
+    input:
+        lib("generators/pipeline.py", "generators/tiny_diffusion.py"),
+        model=f"{OUT}/models/generator-tiny",
+        pred=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.npy",
+        pred_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.index.parquet",
+        images=stim("images.npy"),
+        images_index=stim("images.index.parquet"),
+        first_guess=first_guess_of,
+    output:
+        recons=recon_path("{generator}", "recons.npy"),
+        recons_index=recon_path("{generator}", "recons.index.parquet"),
+        pngs=directory(recon_path("{generator}", "png")),
+        grid=report(
+            recon_path("{generator}", "grid.png"),
+            category="Reconstructions",
+            subcategory="sub-{subject}",
+            caption="../report/grid.rst",
+        ),
+    log:
+        f"{OUT}/logs/generate/sub-{{subject}}/{{mapper}}/{{generator}}.log",
+    wildcard_constraints:
+        generator="tiny|tiny_two_stage",
     conda:
         "../envs/torch.yaml"
     threads: 2
@@ -59,6 +96,7 @@ rule generate:
     params:
         steps=config["generate"]["tiny"]["steps"],
         guidance=config["generate"]["tiny"]["guidance"],
+        strength=strength_of,
         seed=config["generate"]["seed"],
         out_size=config["metrics"]["image_size"],
     script:

@@ -36,9 +36,9 @@ rule metrics_decoding:
         caption=f"{OUT}/embed/caption.npy",
         caption_index=f"{OUT}/embed/caption.index.parquet",
     output:
-        f"{OUT}/metrics/decoding/sub-{{subject}}_{{mapper}}.parquet",
+        f"{OUT}/metrics/decoding/sub-{{subject}}/{{mapper}}.parquet",
     log:
-        f"{OUT}/logs/metrics/decoding_sub-{{subject}}_{{mapper}}.log",
+        f"{OUT}/logs/metrics/decoding/sub-{{subject}}/{{mapper}}.log",
     conda:
         "../envs/data.yaml"
     threads: 1
@@ -70,9 +70,9 @@ rule metrics_recon:
         image=f"{OUT}/embed/image.npy",
         image_index=f"{OUT}/embed/image.index.parquet",
     output:
-        f"{OUT}/metrics/recon/sub-{{subject}}_{{mapper}}_{{generator}}.parquet",
+        f"{OUT}/metrics/recon/sub-{{subject}}/{{mapper}}/{{generator}}.parquet",
     log:
-        f"{OUT}/logs/metrics/recon_sub-{{subject}}_{{mapper}}_{{generator}}.log",
+        f"{OUT}/logs/metrics/recon/sub-{{subject}}/{{mapper}}/{{generator}}.log",
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -94,15 +94,15 @@ rule metrics_all:
         lib("metrics/table.py"),
         tables=expand(f"{OUT}/metrics/glm/sub-{{subject}}.parquet", subject=SUBJECTS)
         + expand(
-            f"{OUT}/metrics/decoding/sub-{{subject}}_{{mapper}}.parquet",
+            f"{OUT}/metrics/decoding/sub-{{subject}}/{{mapper}}.parquet",
             subject=SUBJECTS,
             mapper=config["fit"]["mappers"],
         )
         + expand(
-            f"{OUT}/metrics/recon/sub-{{subject}}_{{mapper}}_{{generator}}.parquet",
+            f"{OUT}/metrics/recon/sub-{{subject}}/{{mapper}}/{{generator}}.parquet",
             subject=SUBJECTS,
             mapper=config["fit"]["mappers"],
-            generator=config["generate"]["generators"],
+            generator=scored_generators(),
         ),
     output:
         report(f"{OUT}/metrics.parquet", category="Metrics"),

@@ -10,7 +10,7 @@ rule report:
             f"{OUT}/generate/sub-{{subject}}/{{mapper}}/{{generator}}/grid.png",
             subject=SUBJECTS,
             mapper=config["fit"]["mappers"],
-            generator=config["generate"]["generators"],
+            generator=scored_generators(),
         ),
         stats=([f"{OUT}/models/clip/train_stats.json"] if clip_checkpoint() else [])
         + [f"{OUT}/models/generator-tiny_stats.json", f"{OUT}/embed/quality.json"],

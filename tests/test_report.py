@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from fmridecode.report.html import headline_table, render_report
+from fmridecode.report.html import headline_table, recon_table, render_report
 
 
 def metrics_frame() -> pd.DataFrame:
@@ -48,6 +48,7 @@ def metrics_frame() -> pd.DataFrame:
                 "chance": 0.5,
             },
             {**base, "mapper": "ridge", "generator": "tiny", "metric": "pixcorr", "value": 0.3},
+            {**base, "mapper": "ridge", "generator": "lowlevel", "metric": "pixcorr", "value": 0.5},
             {**base, "mapper": "none", "metric": "glm_recovery_r", "glm_type": "B", "value": 0.6},
         ]
     return pd.DataFrame(rows)
@@ -58,8 +59,16 @@ def test_headline_table_picks_forward_and_separates_recon():
     assert head.loc["01", "R@1 image"] == 0.5  # forward, not backward
     assert head.loc["02", "R@1 image"] == 0.25
     assert head.loc["01", "2-way image emb."] == 0.9  # the prediction, not the recon
-    assert head.loc["01", "2-way recon"] == 0.7
     assert head.loc["01", "GLM recovery r"] == 0.6
+    assert "PixCorr" not in head.columns  # reconstructions have their own table
+
+
+def test_recon_table_keeps_generators_apart():
+    recon = recon_table(metrics_frame()).set_index(["subject", "generator"])
+    assert recon.loc[("01", "tiny"), "2-way recon"] == 0.7
+    assert recon.loc[("01", "tiny"), "PixCorr"] == 0.3
+    assert recon.loc[("01", "lowlevel"), "PixCorr"] == 0.5
+    assert pd.isna(recon.loc[("02", "lowlevel"), "2-way recon"])  # not measured: empty, not 0
 
 
 def test_render_writes_html_and_markdown(tmp_path):

@@ -38,7 +38,8 @@ def tiny_run(tmp_path_factory):
 def test_dry_run_lists_every_stage(tmp_path):
     proc = snakemake(tmp_path, "--dry-run", configfiles=[TINY])
     jobs = scheduled_jobs(proc)
-    downstream = {"fit_ridge", "generate", "metrics_glm", "metrics_decoding", "metrics_recon"}
+    downstream = {"fit_ridge", "first_guess", "generate", "metrics_glm", "metrics_decoding"}
+    downstream |= {"metrics_recon"}
     for rule in UPSTREAM | downstream | {"metrics_all", "report", "all"}:
         assert jobs.get(rule, 0) >= 1, f"{rule} not scheduled: {jobs}"
     assert jobs["simulate_subject"] == 2  # two subjects
@@ -157,3 +158,16 @@ def test_clip_checkpoint_loads_with_open_clip_and_pairs_held_out_captions(tiny_r
     # for ~30 s on 276 images must pair them well above chance (1/24)
     assert quality["test_top1_n"] == 24
     assert quality["test_image_to_text_top1"] >= 3 * quality["test_top1_chance"], quality
+
+
+def test_two_stage_first_guess_raises_low_level_scores(tiny_run):
+    m = pd.read_parquet(tiny_run / OUT / "metrics.parquet")
+    rec = m[m["generator"].notna()].pivot_table(
+        index=["subject", "generator"], columns="metric", values="value"
+    )
+    for subject in ("01", "02"):
+        one, two = rec.loc[(subject, "tiny")], rec.loc[(subject, "tiny_two_stage")]
+        guess = rec.loc[(subject, "lowlevel")]  # the first guess is scored on its own
+        assert two["pixcorr"] > one["pixcorr"] and two["ssim"] > one["ssim"], rec
+        # the low-res image decoded from voxels is itself far from a blank guess
+        assert guess["pixcorr"] > 0.05 and guess["two_way_identification"] > 0.55, rec

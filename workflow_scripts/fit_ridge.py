@@ -1,10 +1,10 @@
-"""Rule fit_ridge: ridge from voxels to image and text embeddings; test predictions."""
+"""Rule fit_ridge: ridge from voxels to image/text embeddings and low-res images (test preds)."""
 
 import pandas as pd
 
 from fmridecode.io import load_indexed, save_indexed, write_parquet
 from fmridecode.mappers.ridge import RidgeCV
-from fmridecode.mappers.targets import align, text_embeddings
+from fmridecode.mappers.targets import align, lowres_targets, text_embeddings
 from fmridecode.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -14,9 +14,11 @@ X, vindex = load_indexed(smk.input.voxels)
 image_emb, image_index = load_indexed(smk.input.image)
 caption_emb, caption_index = load_indexed(smk.input.caption)
 text_emb, text_ids = text_embeddings(caption_emb, caption_index)
+images, stim_index = load_indexed(smk.input.images)
 targets = {
     "image": (image_emb, list(image_index["stim_id"])),
     "text": (text_emb, text_ids),
+    "lowres": (lowres_targets(images, p.lowres_size), list(stim_index["stim_id"])),
 }
 train = (vindex["split"] == "train").to_numpy()
 test = (vindex["split"] == "test").to_numpy()

@@ -30,3 +30,10 @@ write_json(stats, smk.output.stats)
 log.info(
     "trained on %d images: %s", int(np.sum(keep)), {k: stats[k] for k in stats if "curve" not in k}
 )
+if stats["stop_reason"] != "epochs":
+    log.warning(
+        "max_minutes stopped training after %d of %d epochs: results now depend on machine "
+        "speed; lower embed.train.epochs or raise max_minutes for a reproducible run",
+        stats["epochs_run"],
+        stats["epochs_requested"],
+    )

@@ -27,3 +27,10 @@ stats = train_generator(
 stats["n_train_images"] = len(ids)
 write_json(stats, smk.output.stats)
 log.info("generator trained on %d images", len(ids))
+if stats["stopped_by"] != "epochs":
+    log.warning(
+        "max_minutes stopped training after %.1f of %d epochs: results now depend on machine "
+        "speed; lower generate.tiny.epochs or raise max_minutes for a reproducible run",
+        stats["epochs_fraction"],
+        s["epochs"],
+    )

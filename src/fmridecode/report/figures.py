@@ -55,14 +55,15 @@ def overview_figure(metrics: pd.DataFrame) -> bytes:
                 else rows
             )
         for _, r in rows.iterrows():
-            labels.append(label)
+            gen = r.get("generator")
+            labels.append(label if pd.isna(gen) else f"{label}\n{gen}")  # generators apart
             values.append(r["value"])
             subjects.append(r["subject"])
-    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    fig, ax = plt.subplots(figsize=(10, 3.8))
     if values:
         frame = pd.DataFrame({"label": labels, "value": values, "subject": subjects})
         piv = frame.pivot_table(index="label", columns="subject", values="value", sort=False)
-        piv.plot.bar(ax=ax, rot=20)
+        piv.plot.bar(ax=ax, rot=0, fontsize=7)
         ax.axhline(0.5, color="gray", ls=":", lw=1)
     ax.set(ylabel="value", title="Headline metrics per subject (dotted: 2-way chance)")
     fig.tight_layout()

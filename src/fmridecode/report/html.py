@@ -21,7 +21,7 @@ from fmridecode.report.figures import overview_figure, recall_figure
 
 
 def headline_table(metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per subject (and mapper / generator where relevant) with the headline figures."""
+    """One row per subject: retrieval, 2-way identification of the embeddings, GLM figures."""
 
     def pick(**cond: Any) -> pd.DataFrame:
         rows = metrics
@@ -45,15 +45,6 @@ def headline_table(metrics: pd.DataFrame) -> pd.DataFrame:
             if len(tw):
                 row[f"2-way {target} emb."] = tw["value"].mean()
         for metric, label in (
-            ("two_way_identification", "2-way recon"),
-            ("pixcorr", "PixCorr"),
-            ("ssim", "SSIM"),
-        ):
-            rows = pick(subject=subject, metric=metric)
-            rows = rows[rows["generator"].notna()] if "generator" in rows else rows.iloc[:0]
-            if len(rows):
-                row[label] = rows["value"].mean()
-        for metric, label in (
             ("glm_recovery_r", "GLM recovery r"),
             ("noise_ceiling", "noise ceiling %"),
         ):
@@ -62,6 +53,23 @@ def headline_table(metrics: pd.DataFrame) -> pd.DataFrame:
                 row[label] = rows["value"].mean()
         out.append(row)
     return pd.DataFrame(out)
+
+
+RECON_COLUMNS = {"two_way_identification": "2-way recon", "pixcorr": "PixCorr", "ssim": "SSIM"}
+
+
+def recon_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per (subject, mapper, generator) with the reconstruction metrics."""
+    if "generator" not in metrics:
+        return pd.DataFrame()
+    rows = metrics[metrics["generator"].notna() & metrics["metric"].isin(list(RECON_COLUMNS))]
+    if rows.empty:
+        return pd.DataFrame()
+    table = rows.pivot_table(
+        index=["subject", "mapper", "generator"], columns="metric", values="value", aggfunc="mean"
+    )
+    table = table[[m for m in RECON_COLUMNS if m in table.columns]].rename(columns=RECON_COLUMNS)
+    return table.reset_index().rename_axis(columns=None)
 
 
 def _img_tag(png: bytes, alt: str) -> str:
@@ -80,7 +88,10 @@ def render_report(
 ) -> pd.DataFrame:
     """Write the HTML report and the markdown summary; return the headline table."""
     head = headline_table(metrics)
+    recon = recon_table(metrics)
     md = [f"# {title}", "", head.to_markdown(index=False, floatfmt=".3f"), ""]
+    if not recon.empty:
+        md += ["## Reconstructions", "", recon.to_markdown(index=False, floatfmt=".3f"), ""]
     if notes:
         md += ["## Run notes", ""] + [f"- {k}: {v}" for k, v in notes.items()] + [""]
     with atomic_path(out_md) as tmp:
@@ -95,6 +106,8 @@ def render_report(
         f"<h1>{html.escape(title)}</h1>",
         "<h2>Headline metrics</h2>",
         head.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="–"),
+        "<h2>Reconstruction metrics</h2>",
+        recon.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="–"),
         "<h2>Figures</h2>",
         _img_tag(overview_figure(metrics), "headline metrics"),
         _img_tag(recall_figure(metrics), "retrieval recall at k"),
