@@ -1,0 +1,289 @@
+"""The ``sd_unclip`` generator: Stable Diffusion 2.1 unCLIP driven by predicted CLIP embeddings.
+
+``diffusers.StableUnCLIPImg2ImgPipeline`` conditions its UNet on a CLIP image embedding: the
+embedding is standardised by the pipeline's ``image_normalizer`` (the CLIP image encoder's
+per-dimension mean and std), noised to ``noise_level`` by ``image_noising_scheduler``,
+un-standardised, concatenated with a sinusoidal embedding of ``noise_level`` (hence width
+``2 * D``) and added to the timestep embedding through the UNet's ``projection`` class
+embedding. Passing ``image_embeds`` (and no ``image``) skips the pipeline's own image encoder,
+so an embedding predicted from fMRI goes straight into the UNet. A text prompt (or one
+predicted caption per image) conditions the cross-attention as in plain Stable Diffusion.
+
+Users with weights point the config at a model id in the local Hugging Face cache (for
+example ``stabilityai/stable-diffusion-2-1-unclip``) or at a local directory; nothing is ever
+downloaded. ``build_tiny_unclip`` assembles the same pipeline from small random components,
+so the whole path (save, load, reconstruct) is tested without any weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    StableUnCLIPImg2ImgPipeline,
+    UNet2DConditionModel,
+)
+from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import (
+    StableUnCLIPImageNormalizer,
+)
+from PIL import Image
+from tqdm.auto import tqdm
+from transformers import (
+    CLIPImageProcessor,
+    CLIPTextModel,
+    CLIPVisionModelWithProjection,
+)
+
+from fmridecode.generators.hf_parts import (
+    row_generator,
+    tiny_text_config,
+    tiny_tokenizer,
+    tiny_vae,
+    tiny_vision_config,
+    torch_dtype,
+)
+from fmridecode.images import resize_images
+from fmridecode.io import DataError, atomic_dir
+
+PIPELINE_CLASS = "StableUnCLIPImg2ImgPipeline"
+
+# Tiny text side: token sequence length and width of the text encoder (= UNet cross-attention).
+TINY_MAX_LENGTH = 16
+TINY_TEXT_DIM = 32
+
+
+def build_tiny_unclip(
+    out_dir: str | os.PathLike, embed_dim: int, sample_size: int = 32, seed: int = 0
+) -> Path:
+    """Save a StableUnCLIPImg2ImgPipeline of small random components to ``out_dir``; return it.
+
+    Its image-embedding width is ``embed_dim`` (the width of the embeddings predicted from
+    fMRI). ``sample_size`` is the UNet's latent size, as in the diffusers config; the VAE
+    downsamples by 2, so images are ``2 * sample_size`` pixels. Same arguments -> the same
+    weights. The folder has the layout of a real SD 2.1 unCLIP pipeline (``model_index.json``
+    plus one subfolder per component) and appears whole or not at all.
+    """
+    if embed_dim < 2 or embed_dim % 2:
+        raise DataError(f"{out_dir}: embed_dim must be an even number >= 2, got {embed_dim}")
+    if sample_size < 8 or sample_size % 4:
+        raise DataError(f"{out_dir}: sample_size must be a multiple of 4, >= 8, got {sample_size}")
+    tokenizer = tiny_tokenizer(TINY_MAX_LENGTH)
+
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(tiny_text_config(tokenizer, TINY_TEXT_DIM, TINY_MAX_LENGTH)).eval()
+    torch.manual_seed(seed + 1)
+    image_encoder = CLIPVisionModelWithProjection(tiny_vision_config(32, embed_dim)).eval()
+    feature_extractor = CLIPImageProcessor(crop_size={"height": 32, "width": 32}, size=32)
+    torch.manual_seed(seed + 2)
+    unet = UNet2DConditionModel(
+        sample_size=sample_size,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=TINY_TEXT_DIM,
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,  # as in SD 2.x
+        class_embed_type="projection",
+        projection_class_embeddings_input_dim=2 * embed_dim,  # embedding + noise-level embedding
+    ).eval()
+    torch.manual_seed(seed + 3)
+    vae = tiny_vae((32, 64), 2 * sample_size)
+    # Schedulers configured like SD 2.1 unCLIP's (cosine embedding noise; v-prediction DDIM).
+    image_noising_scheduler = DDPMScheduler(
+        num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=True
+    )
+    scheduler = DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        prediction_type="v_prediction",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    pipe = StableUnCLIPImg2ImgPipeline(
+        feature_extractor=feature_extractor,
+        image_encoder=image_encoder,
+        image_normalizer=StableUnCLIPImageNormalizer(embedding_dim=embed_dim),
+        image_noising_scheduler=image_noising_scheduler,
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        unet=unet,
+        scheduler=scheduler,
+        vae=vae,
+    )
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        pipe.save_pretrained(tmp)
+    return out_dir
+
+
+def load_unclip(
+    path_or_id: str | os.PathLike, device: str | None = None, dtype: str = "auto"
+) -> StableUnCLIPImg2ImgPipeline:
+    """Load an SD unCLIP img2img pipeline from a local folder or the local HF cache, offline.
+
+    ``device`` None: CUDA when available, else CPU. ``dtype`` 'auto': float16 on CUDA,
+    float32 on CPU (CPU half precision is slow and poorly supported); or name it.
+    """
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    tdtype = torch_dtype(dtype, device)
+    name = str(path_or_id)
+    path = Path(name).expanduser()
+    if path.exists():
+        index = path / "model_index.json"
+        if not index.is_file():
+            raise DataError(f"{path}: not a diffusers pipeline directory (no model_index.json)")
+        try:
+            cls = json.loads(index.read_text()).get("_class_name")
+        except (OSError, json.JSONDecodeError) as e:
+            raise DataError(f"{index}: unreadable ({e})") from e
+        if cls != PIPELINE_CLASS:
+            raise DataError(f"{index}: pipeline is {cls!r}, sd_unclip needs {PIPELINE_CLASS}")
+        source = str(path)
+    elif path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
+        # A file path, not a hub id ('name' or 'owner/name'), and it is not there.
+        raise DataError(f"{name}: no such pipeline directory")
+    else:
+        source = name
+    try:
+        pipe = StableUnCLIPImg2ImgPipeline.from_pretrained(
+            source, dtype=tdtype, local_files_only=True
+        )
+    except Exception as e:  # diffusers/hub raise several types for missing or broken folders
+        where = "local pipeline directory" if path.exists() else "model id"
+        raise DataError(
+            f"{name}: cannot load the {PIPELINE_CLASS} ({where}); it must be a local pipeline "
+            f"directory or a model id already in the local Hugging Face cache "
+            f"(nothing is downloaded): {type(e).__name__}: {e}"
+        ) from e
+    pipe = pipe.to(device)
+    for part in (pipe.unet, pipe.vae, pipe.text_encoder, pipe.image_encoder):
+        part.eval()
+    return pipe
+
+
+def image_embed_dim(pipe: StableUnCLIPImg2ImgPipeline) -> int:
+    """Width D of the image embeddings ``pipe`` is conditioned on, from the components' configs.
+
+    The UNet's class-embedding input is the embedding concatenated with a noise-level
+    embedding of the same width, so it must be ``2 * D``; the image normaliser holds D.
+    """
+    d = int(pipe.image_normalizer.config.embedding_dim)
+    unet_in = pipe.unet.config.projection_class_embeddings_input_dim
+    if pipe.unet.config.class_embed_type != "projection" or unet_in != 2 * d:
+        raise DataError(
+            f"inconsistent unCLIP pipeline: image_normalizer width {d} but UNet class embedding "
+            f"{pipe.unet.config.class_embed_type!r} with input width {unet_in} (expected {2 * d})"
+        )
+    return d
+
+
+def expected_embed_norm(pipe: StableUnCLIPImg2ImgPipeline) -> float:
+    """Typical L2 norm of the CLIP image embeddings the pipeline was trained on.
+
+    The image normaliser stores their per-dimension mean and std, so
+    E||x||^2 = ||mean||^2 + ||std||^2; in high dimensions norms concentrate around its root.
+    """
+    mean = pipe.image_normalizer.mean.detach().float()
+    std = pipe.image_normalizer.std.detach().float()
+    return float(torch.sqrt((mean**2).sum() + (std**2).sum()))
+
+
+def reconstruct_unclip(
+    pipe: StableUnCLIPImg2ImgPipeline,
+    image_embeds: np.ndarray,
+    *,
+    steps: int = 25,
+    guidance: float = 7.5,
+    seed: int = 0,
+    out_size: int = 64,
+    noise_level: int = 0,
+    prompt: str | Sequence[str] = "",
+    batch_size: int = 8,
+    progress: bool = True,
+    embed_norm: float | None = None,
+) -> np.ndarray:
+    """One image per embedding row: (N, D) -> uint8 (N, out_size, out_size, 3).
+
+    Rows are L2-normalised, then scaled to ``embed_norm`` (None: ``expected_embed_norm``,
+    the typical norm of the real CLIP embeddings the pipeline was trained on). Ridge
+    predictions are shrunk towards the mean, and the project's CLIP targets are unit-norm,
+    while SD unCLIP was trained on raw (unnormalised) CLIP image embeddings; only the
+    direction carries the prediction, and a too-short embedding would act as a weak
+    condition. ``noise_level`` (0..999) noises the embedding first (more variation, less
+    fidelity). ``prompt``: one text for all images or one per row (e.g. predicted captions);
+    '' is the unconditional text.
+
+    All noise of row i (embedding noise, initial latents) comes from a CPU generator seeded by
+    (``seed``, i), so ``batch_size`` does not change what is sampled; same seed and batch size
+    -> identical images. (Batched float kernels may add in another order, so another batch size
+    can move a rare pixel by one grey level.) Images are generated at the pipeline's native
+    resolution and resized (bicubic) to ``out_size``.
+    """
+    d = image_embed_dim(pipe)
+    x = np.asarray(image_embeds)
+    if x.ndim != 2 or x.shape[1] != d or x.shape[0] == 0:
+        raise DataError(
+            f"image embeddings must be (N, {d}) with N >= 1 for this unCLIP pipeline "
+            f"(expected width {d}), got shape {x.shape}"
+        )
+    if not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
+        raise DataError("image embeddings contain non-finite (NaN or inf) values")
+    n = len(x)
+    norms = np.linalg.norm(x.astype(np.float64), axis=1)
+    if (norms == 0).any():
+        raise DataError(f"image embedding rows {np.flatnonzero(norms == 0)[:5].tolist()} are zero")
+    if steps < 1 or batch_size < 1 or out_size < 1:
+        raise DataError(
+            f"steps, batch_size and out_size must be >= 1 ({steps}, {batch_size}, {out_size})"
+        )
+    if seed < 0:
+        raise DataError(f"seed must be >= 0, got {seed}")
+    n_levels = pipe.image_noising_scheduler.config.num_train_timesteps
+    if not 0 <= noise_level < n_levels:
+        raise DataError(f"noise_level must be in [0, {n_levels - 1}], got {noise_level}")
+    prompts = [prompt] * n if isinstance(prompt, str) else [str(p) for p in prompt]
+    if len(prompts) != n:
+        raise DataError(f"{len(prompts)} prompts for {n} image embeddings")
+
+    target = expected_embed_norm(pipe) if embed_norm is None else float(embed_norm)
+    x = (x / norms[:, None] * target).astype(np.float32)
+    device = pipe._execution_device
+    dtype = pipe.unet.dtype
+
+    saved_bar = dict(getattr(pipe, "_progress_bar_config", {}))
+    pipe.set_progress_bar_config(disable=True)
+    out = np.empty((n, out_size, out_size, 3), dtype=np.uint8)
+    try:
+        starts = range(0, n, batch_size)
+        for s in tqdm(starts, desc="sd_unclip batches", disable=not progress):
+            rows = range(s, min(s + batch_size, n))
+            imgs = pipe(
+                prompt=prompts[s : rows.stop],
+                image_embeds=torch.from_numpy(x[s : rows.stop]).to(device, dtype),
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                noise_level=noise_level,
+                generator=[row_generator(seed, i) for i in rows],
+                output_type="np",
+            ).images
+            imgs = (np.clip(imgs, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+            if imgs.shape[1] != out_size or imgs.shape[2] != out_size:
+                imgs = resize_images(imgs, out_size, Image.BICUBIC)
+            out[s : rows.stop] = imgs
+    finally:
+        pipe._progress_bar_config = saved_bar
+    return out

@@ -1,0 +1,149 @@
+"""Tests for the sd_unclip generator on a tiny random SD unCLIP pipeline (no weights needed)."""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # loading must never need the network
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fmridecode.generators.unclip import (
+    build_tiny_unclip,
+    expected_embed_norm,
+    image_embed_dim,
+    load_unclip,
+    reconstruct_unclip,
+)
+from fmridecode.io import DataError
+
+D = 16  # image-embedding width of the tiny pipeline
+FAST = dict(steps=2, out_size=24, progress=False)  # tiny pipeline: 2 steps, 32 px native
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    torch.set_num_threads(1)
+    return build_tiny_unclip(tmp_path_factory.mktemp("unclip") / "sd_unclip", D, sample_size=16)
+
+
+@pytest.fixture(scope="module")
+def pipe(built):
+    return load_unclip(str(built), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def embeds():
+    return np.random.default_rng(0).standard_normal((3, D)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def images(pipe, embeds):
+    return reconstruct_unclip(pipe, embeds, batch_size=3, **FAST)
+
+
+def test_saved_layout_is_a_stable_unclip_pipeline(built):
+    index = json.loads((built / "model_index.json").read_text())
+    assert index["_class_name"] == "StableUnCLIPImg2ImgPipeline"
+    for part in ("unet", "vae", "text_encoder", "tokenizer", "image_encoder", "image_normalizer"):
+        assert part in index and (built / part).is_dir()
+    assert not [p for p in built.parent.iterdir() if p.name.startswith(".")]  # no temp left
+
+
+def test_loaded_pipeline_config(pipe):
+    assert image_embed_dim(pipe) == D
+    assert pipe.unet.config.projection_class_embeddings_input_dim == 2 * D
+    assert pipe.unet.dtype == torch.float32 and pipe.device.type == "cpu"
+    assert expected_embed_norm(pipe) == pytest.approx(np.sqrt(D))  # random normaliser: 0 / 1
+
+
+def test_shape_dtype_and_content(images):
+    assert images.shape == (3, 24, 24, 3) and images.dtype == np.uint8
+    assert images.std() > 5  # not a blank image
+
+
+def test_same_seed_identical(pipe, embeds, images):
+    np.testing.assert_array_equal(reconstruct_unclip(pipe, embeds, batch_size=3, **FAST), images)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2])
+def test_batch_size_does_not_change_images(pipe, embeds, images, batch_size):
+    # The noise of each row is drawn from its own (seed, row) generator, so batching changes
+    # nothing but the order of float additions inside batched kernels: at most a rare pixel
+    # one grey level off. (Noise drawn per batch would change every image completely.)
+    out = reconstruct_unclip(pipe, embeds, batch_size=batch_size, **FAST)
+    diff = np.abs(out.astype(int) - images)
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+
+
+def test_different_seed_different_images(pipe, embeds, images):
+    other = reconstruct_unclip(pipe, embeds, batch_size=3, seed=1, **FAST)
+    assert np.abs(other.astype(int) - images).mean() > 2
+
+
+def test_embedding_changes_image_and_only_its_own_row(pipe, embeds, images):
+    changed = embeds.copy()
+    changed[1] = np.random.default_rng(1).standard_normal(D)
+    out = reconstruct_unclip(pipe, changed, batch_size=3, **FAST)
+    assert np.abs(out[1].astype(int) - images[1]).mean() > 2
+    np.testing.assert_array_equal(out[[0, 2]], images[[0, 2]])
+
+
+def test_embedding_norm_is_ignored(pipe, embeds, images):
+    # Ridge predictions are shrunk: rows are rescaled to the expected norm, so scale is moot.
+    shrunk = reconstruct_unclip(pipe, 0.05 * embeds, batch_size=3, **FAST)
+    assert np.abs(shrunk.astype(int) - images).max() <= 1  # float rounding only
+
+
+def test_prompt_and_noise_level_change_the_image(pipe, embeds, images):
+    texted = reconstruct_unclip(pipe, embeds, prompt=["a red cat", "", "sky"], **FAST)
+    assert np.abs(texted[0].astype(int) - images[0]).mean() > 2
+    np.testing.assert_array_equal(texted[1], images[1])  # '' is the default prompt
+    noised = reconstruct_unclip(pipe, embeds, noise_level=900, **FAST)
+    assert np.abs(noised.astype(int) - images).mean() > 2
+
+
+def test_float16_pipeline_runs(built, embeds, images):
+    # float16 is what 'auto' picks on CUDA; on CPU it only checks the dtype plumbing.
+    half = load_unclip(built, device="cpu", dtype="float16")
+    assert half.unet.dtype == torch.float16 and half.image_normalizer.mean.dtype == torch.float16
+    out = reconstruct_unclip(half, embeds, batch_size=3, **FAST)
+    assert out.dtype == np.uint8 and np.abs(out.astype(int) - images).mean() < 2
+
+
+def test_bad_embeddings_raise(pipe, embeds):
+    with pytest.raises(DataError, match=rf"\(N, {D}\).*expected width {D}"):
+        reconstruct_unclip(pipe, np.zeros((2, D + 1), np.float32), **FAST)
+    with pytest.raises(DataError, match=rf"\(N, {D}\)"):
+        reconstruct_unclip(pipe, embeds[0], **FAST)  # 1-D
+    bad = embeds.copy()
+    bad[1, 3] = np.nan
+    with pytest.raises(DataError, match="non-finite"):
+        reconstruct_unclip(pipe, bad, **FAST)
+    with pytest.raises(DataError, match="zero"):
+        reconstruct_unclip(pipe, np.zeros((1, D), np.float32), **FAST)
+    with pytest.raises(DataError, match="noise_level"):
+        reconstruct_unclip(pipe, embeds, noise_level=1000, **FAST)
+    with pytest.raises(DataError, match="2 prompts for 3"):
+        reconstruct_unclip(pipe, embeds, prompt=["a", "b"], **FAST)
+
+
+def test_load_errors_name_the_source(tmp_path, built):
+    missing = tmp_path / "no_such_pipeline"
+    with pytest.raises(DataError, match="no_such_pipeline"):
+        load_unclip(str(missing))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match=r"empty.*model_index\.json"):
+        load_unclip(empty)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    with pytest.raises(DataError, match="StableDiffusionPipeline"):
+        load_unclip(other)
+    with pytest.raises(DataError, match="nobody/not-cached-unclip.*cache"):
+        load_unclip("nobody/not-cached-unclip")
+    with pytest.raises(DataError, match="dtype"):
+        load_unclip(built, dtype="float8")
