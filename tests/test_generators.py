@@ -231,3 +231,77 @@ def test_img2img_keeps_the_first_guess_at_low_strength(trained):
     np.testing.assert_array_equal(again, init)
     with pytest.raises(ValueError, match="strength"):
         reconstruct(pipe, colour_emb[:2], init_images=init, strength=1.5)
+
+
+def test_best_of_n_keeps_the_sample_closest_to_the_target():
+    from fmridecode.generators.best_of import best_of_n
+
+    # 3 stimuli, 4 samples each; "embedding" of an image = its mean colour
+    colours = np.eye(3) * 255
+    target = np.array([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
+    order = {0: [1, 1, 0], 1: [0, 2, 1], 2: [2, 1, 2], 3: [1, 0, 0]}  # colour per stimulus
+
+    def sample(k):
+        return np.stack([np.full((4, 4, 3), colours[c], dtype=np.uint8) for c in order[k]])
+
+    def embed(images):
+        return images.reshape(len(images), -1, 3).mean(axis=1)
+
+    images, chosen, score = best_of_n(sample, 4, embed, target)
+    # stimulus 0 wants colour 0: first at k=1; stimulus 1 colour 1: k=0 (ties keep the first);
+    # stimulus 2 colour 2: k=2
+    np.testing.assert_array_equal(chosen, [1, 0, 2])
+    np.testing.assert_allclose(score, 1.0)
+    np.testing.assert_array_equal(images[:, 0, 0], colours[[0, 1, 2]])
+    one, chosen1, _ = best_of_n(sample, 1, embed, target)  # n = 1: the plain first sample
+    np.testing.assert_array_equal(one, sample(0))
+    assert (chosen1 == 0).all()
+    with pytest.raises(DataError, match="non-finite"):
+        best_of_n(sample, 2, embed, target * np.nan)
+
+
+def test_loss_guidance_steers_the_unconditional_model(trained):
+    out, _, colour_emb = trained
+    pipe = load_generator(out)
+    target = torch.tensor([0.8, -0.8, -0.8]).view(1, 3, 1, 1)  # red, in [-1, 1]
+
+    def redness(x0, rows):  # one loss per image: distance of its mean colour from red
+        assert x0.requires_grad and rows.stop - rows.start == len(x0)
+        return ((x0.mean(dim=(2, 3), keepdim=True) - target) ** 2).sum(dim=(1, 2, 3))
+
+    emb = colour_emb[[BLUE] * 4]
+    kw = dict(steps=10, guidance=0.0, seed=0)  # unconditional: only guidance can pick a colour
+    plain = reconstruct(pipe, emb, **kw).astype(float)
+    steered = reconstruct(pipe, emb, guide=redness, guide_scale=1.0, **kw).astype(float)
+    redness_of = lambda imgs: (imgs[..., 0] - imgs[..., 2]).mean()  # noqa: E731
+    assert redness_of(steered) > redness_of(plain) + 40, (redness_of(plain), redness_of(steered))
+    # scale 0 is exactly the unguided sampler
+    zero = reconstruct(pipe, emb, guide=redness, guide_scale=0.0, **kw)
+    np.testing.assert_array_equal(zero, plain.astype(np.uint8))
+
+
+def test_clip_guide_and_bank_retrieval():
+    from fmridecode.embeddings.model import create_untrained
+    from fmridecode.generators.guidance import clip_guide, nearest_in_bank
+
+    torch.manual_seed(0)
+    model = create_untrained()
+    model.eval()
+    target = np.random.default_rng(0).standard_normal((3, model.text_projection.shape[1]))
+    loss_fn = clip_guide(model, target)
+    x = torch.zeros(2, 3, 16, 16, requires_grad=True)
+    loss = loss_fn(x, slice(1, 3))
+    assert loss.shape == (2,) and ((loss >= 0) & (loss <= 2)).all()
+    (grad,) = torch.autograd.grad(loss.sum(), x)
+    assert grad.abs().sum() > 0  # differentiable through resize, normalisation and the encoder
+    stepped = loss_fn((x - 5.0 * grad / grad.norm()).detach(), slice(1, 3))
+    assert stepped.sum() < loss.sum()  # a step down the gradient lowers the loss
+    assert not any(p.requires_grad for p in model.parameters())  # only the image is optimised
+
+    bank_emb = np.eye(3)
+    bank = np.arange(3, dtype=np.uint8)[:, None, None, None] * np.ones((3, 2, 2, 3), np.uint8)
+    imgs, rows = nearest_in_bank(np.array([[0.1, 0.9, 0.0], [2.0, 0.0, 0.1]]), bank_emb, bank)
+    np.testing.assert_array_equal(rows, [1, 0])
+    np.testing.assert_array_equal(imgs[:, 0, 0, 0], [1, 0])
+    with pytest.raises(DataError, match="bank"):
+        nearest_in_bank(np.ones((1, 4)), bank_emb, bank)

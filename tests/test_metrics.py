@@ -243,3 +243,24 @@ def test_glm_recovery_subset_of_sessions_and_errors():
         glm_recovery(betas, bad, truth)
     with pytest.raises(DataError, match="constant betas"):
         glm_recovery(np.zeros_like(betas), trials, truth)
+
+
+def test_recon_rows_score_perfect_and_shuffled_reconstructions():
+    from fmridecode.metrics.recon import recon_rows
+
+    rng = np.random.default_rng(3)
+    stimuli = rng.integers(0, 256, size=(6, 16, 16, 3), dtype=np.uint8)
+    emb = rng.normal(size=(6, 8))
+    base = {"dataset": "d", "subject": "01", "mapper": "m", "generator": "g"}
+    perfect = {r["metric"]: r for r in recon_rows(stimuli, stimuli, emb, emb, 16, base)}
+    assert perfect["pixcorr"]["value"] == pytest.approx(1.0)
+    assert perfect["ssim"]["value"] == pytest.approx(1.0)
+    assert perfect["two_way_identification"]["value"] == 1.0
+    assert perfect["two_way_identification"]["chance"] == 0.5
+    assert all(r["n"] == 6 and r["generator"] == "g" for r in perfect.values())
+    order = [1, 2, 3, 4, 5, 0]
+    shuffled = {
+        r["metric"]: r["value"]
+        for r in recon_rows(stimuli[order], stimuli, emb[order], emb, 16, base)
+    }
+    assert shuffled["pixcorr"] < 0.2 and shuffled["two_way_identification"] < 0.5

@@ -13,6 +13,8 @@ a local folder without any network access.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -133,6 +135,8 @@ class EmbeddingDiffusionPipeline(DiffusionPipeline):
         batch_size: int = 64,
         init_images: np.ndarray | None = None,
         strength: float = 1.0,
+        guide: Callable[[torch.Tensor, slice], torch.Tensor] | None = None,
+        guide_scale: float = 0.0,
     ) -> np.ndarray:
         """Sample one image per embedding row; returns uint8 (N, H, W, 3).
 
@@ -144,6 +148,13 @@ class EmbeddingDiffusionPipeline(DiffusionPipeline):
         uint8 at the model's resolution are noised to the level of ``strength`` (0: returned
         as they are, 1: pure noise as without them) and denoised over the last
         ``round(strength * num_inference_steps)`` DDIM steps.
+
+        Guidance by a differentiable loss (BrainCLIP-style CLIP guidance): ``guide(x0, rows)``
+        returns one loss per image of the batch (``rows``: their positions in ``embeds``) for
+        the current clean-image estimate ``x0`` (B, 3, H, W) in [-1, 1]. At every step the
+        estimate is moved against the loss gradient, by ``guide_scale`` times the noise level
+        sqrt(1 - alpha_t) (per-image gradient scaled to unit RMS), and the model output is
+        replaced by the one consistent with the moved estimate, so DDIM continues from it.
         """
         embeds = torch.as_tensor(np.asarray(embeds) if not torch.is_tensor(embeds) else embeds)
         if embeds.ndim != 2 or embeds.shape[1] != self.projection.config.embed_dim:
@@ -192,7 +203,32 @@ class EmbeddingDiffusionPipeline(DiffusionPipeline):
                     if guided:
                         eps_u, eps_c = eps.chunk(2)
                         eps = eps_u + guidance_scale * (eps_c - eps_u)
+                    if guide is not None and guide_scale > 0:
+                        eps = self._guided_output(eps, x, t, guide, guide_scale, slice(s, s + b))
                     x = self.scheduler.step(eps, t, x, eta=0.0).prev_sample
                 out[s : s + b] = to_uint8(x)
                 bar.update()
         return out
+
+    def _guided_output(
+        self,
+        out: torch.Tensor,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        guide: Callable[[torch.Tensor, slice], torch.Tensor],
+        scale: float,
+        rows: slice,
+    ) -> torch.Tensor:
+        """The model output after moving its clean-image estimate down the guide's gradient."""
+        a = self.scheduler.alphas_cumprod[int(t)].to(x.device, x.dtype)
+        sa, sb = a.sqrt(), (1 - a).sqrt()
+        v_pred = self.scheduler.config.prediction_type == "v_prediction"
+        x0 = sa * x - sb * out if v_pred else (x - sb * out) / sa
+        with torch.enable_grad():
+            est = x0.detach().clamp(-1, 1).requires_grad_(True)
+            (grad,) = torch.autograd.grad(guide(est, rows).sum(), est)
+        rms = grad.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(1e-12)
+        shift = scale * sb * grad / rms  # x0' = x0 - shift
+        # the output that, with the same x_t, yields x0': v' = v + shift / sb (v-prediction);
+        # eps' = eps + sa * shift / sb (epsilon)
+        return out + shift / sb if v_pred else out + sa * shift / sb
