@@ -31,11 +31,12 @@ include: "rules/report.smk"
 
 
 rule all:
-    """The metric table of the whole run, the report, and every configured ROI matrix."""
+    """The metric tables of the whole run, the report, and every configured ROI matrix."""
     default_target: True
     input:
         f"{OUT}/metrics.parquet",
         f"{OUT}/report/report.html",
+        noise_table(),
         expand(
             f"{OUT}/roi/sub-{{subject}}/{{roi}}/voxels.npy",
             subject=SUBJECTS,

@@ -73,19 +73,35 @@ def recon_path(generator, name):
     return f"{OUT}/generate/sub-{{subject}}/{{mapper}}/{generator}/{name}"
 
 
-def first_guess_of(w):
-    """Two-stage generators start from the decoded low-res first guess; others from noise."""
-    if w.generator.endswith("_two_stage"):
-        guess = f"{OUT}/generate/sub-{w.subject}/{w.mapper}/lowlevel/recons"
-        return [f"{guess}.npy", f"{guess}.index.parquet"]
-    return []
+#: the configured generators of the tiny family (one generate job makes them all)
+TINY_GENERATORS = [g for g in config["generate"]["generators"] if g.startswith("tiny")]
 
 
-def strength_of(w):
-    """img2img strength of a generator (1.0: sampling from pure noise)."""
-    if w.generator.endswith("_two_stage"):
-        return config["generate"]["two_stage"]["strength"]
-    return 1.0
+def first_guess_input():
+    """The decoded low-res first guess, when a two-stage generator is configured."""
+    if "tiny_two_stage" not in TINY_GENERATORS:
+        return []
+    return [
+        recon_path("lowlevel", "recons.npy"),
+        recon_path("lowlevel", "recons.index.parquet"),
+    ]
+
+
+def tiny_settings():
+    """Per tiny generator: where sampling starts and the img2img strength and CLIP-gradient
+    guidance scale (strength 1: from pure noise; scale 0: no gradient guidance)."""
+    gen = config["generate"]
+    out = {}
+    for g in TINY_GENERATORS:
+        start, strength, scale = "noise", 1.0, 0.0
+        if g == "tiny_two_stage":
+            start, strength = "first_guess", gen["two_stage"]["strength"]
+        if g == "tiny_guided":
+            scale = gen["guided"]["scale"]
+            if gen["guided"]["prior"] == "bank":
+                start, strength = "bank", gen["guided"]["strength"]
+        out[g] = {"start": start, "strength": strength, "guide_scale": scale}
+    return out
 
 
 def scored_generators():
@@ -94,3 +110,55 @@ def scored_generators():
     if any(g.endswith("_two_stage") for g in gens):
         gens.append("lowlevel")
     return gens
+
+
+def recon_outputs(pattern):
+    """``pattern`` (with {subject}, {mapper}, {generator}) for every scored reconstruction:
+    each subject x configured mapper x generator, plus mapper truth (the ceiling) for the
+    first subject only: the test images are shared, so the ceiling is the same for all.
+    """
+    gens = scored_generators()
+    out = expand(
+        pattern, subject=SUBJECTS, mapper=config["fit"]["mappers"], generator=gens
+    )
+    if config["generate"]["truth"]:
+        out += expand(pattern, subject=SUBJECTS[:1], mapper=["truth"], generator=gens)
+    return out
+
+
+def noise_tables():
+    """Per-subject noise-sensitivity tables, when the analysis is on (needs tiny_two_stage)."""
+    gen = config["generate"]
+    if (
+        not gen["noise_sensitivity"]["amplitudes"]
+        or "tiny_two_stage" not in gen["generators"]
+    ):
+        return []
+    return expand(
+        f"{OUT}/metrics/noise_sensitivity/sub-{{subject}}/{{mapper}}.parquet",
+        subject=SUBJECTS,
+        mapper=config["fit"]["mappers"],
+    )
+
+
+def noise_table():
+    """The concatenated noise-sensitivity table, or nothing when the analysis is off."""
+    return [f"{OUT}/noise_sensitivity.parquet"] if noise_tables() else []
+
+
+def local_model(generator):
+    """A generator's model folder as an input when it is a local path (a hub id is not a file)."""
+    model = config["generate"][generator]["model"]
+    return [model] if model and Path(model).exists() else []
+
+
+def recon_tables():
+    """The reconstruction metric tables: one per subject x mapper, plus truth once."""
+    out = expand(
+        f"{OUT}/metrics/recon/sub-{{subject}}/{{mapper}}.parquet",
+        subject=SUBJECTS,
+        mapper=config["fit"]["mappers"],
+    )
+    if config["generate"]["truth"]:
+        out.append(f"{OUT}/metrics/recon/sub-{SUBJECTS[0]}/truth.parquet")
+    return out

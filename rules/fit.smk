@@ -41,3 +41,35 @@ rule fit_ridge:
         seed=config["fit"]["seed"],
     script:
         "../workflow_scripts/fit_ridge.py"
+
+
+rule true_targets:
+    """The 'truth' mapper: test 'predictions' that are the true targets (generator ceiling)."""
+    input:
+        lib("mappers/targets.py"),
+        voxels_index=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.index.parquet",
+        image=f"{OUT}/embed/image.npy",
+        image_index=f"{OUT}/embed/image.index.parquet",
+        caption=f"{OUT}/embed/caption.npy",
+        caption_index=f"{OUT}/embed/caption.index.parquet",
+        images=stim("images.npy"),
+        images_index=stim("images.index.parquet"),
+    output:
+        pred_image=f"{OUT}/fit/sub-{{subject}}/truth/pred_image.npy",
+        pred_image_index=f"{OUT}/fit/sub-{{subject}}/truth/pred_image.index.parquet",
+        pred_text=f"{OUT}/fit/sub-{{subject}}/truth/pred_text.npy",
+        pred_text_index=f"{OUT}/fit/sub-{{subject}}/truth/pred_text.index.parquet",
+        pred_lowres=f"{OUT}/fit/sub-{{subject}}/truth/pred_lowres.npy",
+        pred_lowres_index=f"{OUT}/fit/sub-{{subject}}/truth/pred_lowres.index.parquet",
+    log:
+        f"{OUT}/logs/fit/sub-{{subject}}_truth.log",
+    conda:
+        "../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    params:
+        lowres_size=config["fit"]["lowres_size"],
+    script:
+        "../workflow_scripts/true_targets.py"

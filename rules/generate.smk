@@ -32,7 +32,7 @@ rule train_generator:
 rule first_guess:
     """Two-stage, stage 1: the low-res image predicted from voxels, decoded (generator lowlevel)."""
     input:
-        lib("mappers/targets.py", "generators/tiny_diffusion.py"),
+        lib("mappers/targets.py", "images.py"),
         pred=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_lowres.npy",
         pred_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_lowres.index.parquet",
         images=stim("images.npy"),
@@ -63,41 +63,103 @@ rule first_guess:
 
 
 rule generate:
-    """Sample one reconstruction per test image from the predicted image embedding
-    (tiny: from noise; tiny_two_stage: img2img from the first guess)."""
+    """The tiny generator family, all configured variants in one job per subject and mapper
+    (tiny: from noise; tiny_two_stage: img2img from the first guess; tiny_guided: CLIP-gradient
+    guidance from a retrieved prior); best of generate.best_of samples each."""
     input:
-        lib("generators/pipeline.py", "generators/tiny_diffusion.py"),
+        lib(
+            "generators/pipeline.py",
+            "generators/tiny_diffusion.py",
+            "generators/best_of.py",
+            "generators/guidance.py",
+            "images.py",
+        ),
+        checkpoint=clip_checkpoint(),
         model=f"{OUT}/models/generator-tiny",
+        image=f"{OUT}/embed/image.npy",
+        image_index=f"{OUT}/embed/image.index.parquet",
         pred=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.npy",
         pred_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.index.parquet",
         images=stim("images.npy"),
         images_index=stim("images.index.parquet"),
-        first_guess=first_guess_of,
+        first_guess=first_guess_input(),
     output:
-        recons=recon_path("{generator}", "recons.npy"),
-        recons_index=recon_path("{generator}", "recons.index.parquet"),
-        pngs=directory(recon_path("{generator}", "png")),
+        recons=[recon_path(g, "recons.npy") for g in TINY_GENERATORS],
+        recons_index=[recon_path(g, "recons.index.parquet") for g in TINY_GENERATORS],
+        pngs=[directory(recon_path(g, "png")) for g in TINY_GENERATORS],
+        grids=[
+            report(
+                recon_path(g, "grid.png"),
+                category="Reconstructions",
+                subcategory="sub-{subject}",
+                caption="../report/grid.rst",
+            )
+            for g in TINY_GENERATORS
+        ],
+    log:
+        f"{OUT}/logs/generate/sub-{{subject}}/{{mapper}}/tiny_family.log",
+    benchmark:
+        f"{OUT}/benchmarks/generate/sub-{{subject}}/{{mapper}}/tiny_family.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        generators=tiny_settings(),
+        steps=config["generate"]["tiny"]["steps"],
+        guidance=config["generate"]["tiny"]["guidance"],
+        best_of=config["generate"]["best_of"],
+        seed=config["generate"]["seed"],
+        out_size=config["metrics"]["image_size"],
+        clip_model=config["embed"]["model"],
+        clip_pretrained=clip_weights,
+    script:
+        "../workflow_scripts/generate.py"
+
+
+rule generate_unclip:
+    """sd_unclip: Stable Diffusion 2.1 unCLIP conditioned on the predicted CLIP image embedding."""
+    input:
+        lib(
+            "generators/unclip.py",
+            "generators/hf_parts.py",
+            "generators/best_of.py",
+            "images.py",
+        ),
+        checkpoint=clip_checkpoint(),
+        model=local_model("sd_unclip"),
+        pred=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.npy",
+        pred_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.index.parquet",
+        images=stim("images.npy"),
+        images_index=stim("images.index.parquet"),
+    output:
+        recons=recon_path("sd_unclip", "recons.npy"),
+        recons_index=recon_path("sd_unclip", "recons.index.parquet"),
+        pngs=directory(recon_path("sd_unclip", "png")),
         grid=report(
-            recon_path("{generator}", "grid.png"),
+            recon_path("sd_unclip", "grid.png"),
             category="Reconstructions",
             subcategory="sub-{subject}",
             caption="../report/grid.rst",
         ),
     log:
-        f"{OUT}/logs/generate/sub-{{subject}}/{{mapper}}/{{generator}}.log",
-    wildcard_constraints:
-        generator="tiny|tiny_two_stage",
+        f"{OUT}/logs/generate/sub-{{subject}}/{{mapper}}/sd_unclip.log",
+    benchmark:
+        f"{OUT}/benchmarks/generate/sub-{{subject}}/{{mapper}}/sd_unclip.tsv"
     conda:
         "../envs/torch.yaml"
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=20,
+        mem_mb=16000,
+        runtime=60,
     params:
-        steps=config["generate"]["tiny"]["steps"],
-        guidance=config["generate"]["tiny"]["guidance"],
-        strength=strength_of,
+        settings=config["generate"]["sd_unclip"],
+        best_of=config["generate"]["best_of"],
         seed=config["generate"]["seed"],
         out_size=config["metrics"]["image_size"],
+        clip_model=config["embed"]["model"],
+        clip_pretrained=clip_weights,
     script:
-        "../workflow_scripts/generate.py"
+        "../workflow_scripts/generate_unclip.py"

@@ -53,26 +53,30 @@ rule metrics_decoding:
 
 
 rule metrics_recon:
-    """PixCorr, SSIM and 2-way identification (CLIP embedding features) of reconstructions."""
+    """PixCorr, SSIM and 2-way identification (CLIP embedding features) of the reconstructions
+    of every scored generator, for one subject and mapper."""
     input:
         lib(
             "metrics/image.py",
             "metrics/identification.py",
+            "metrics/recon.py",
             "metrics/table.py",
             "embeddings/model.py",
             "embeddings/cache.py",
         ),
         checkpoint=clip_checkpoint(),
-        recons=f"{OUT}/generate/sub-{{subject}}/{{mapper}}/{{generator}}/recons.npy",
-        recons_index=f"{OUT}/generate/sub-{{subject}}/{{mapper}}/{{generator}}/recons.index.parquet",
+        recons=[recon_path(g, "recons.npy") for g in scored_generators()],
+        recons_index=[
+            recon_path(g, "recons.index.parquet") for g in scored_generators()
+        ],
         images=stim("images.npy"),
         images_index=stim("images.index.parquet"),
         image=f"{OUT}/embed/image.npy",
         image_index=f"{OUT}/embed/image.index.parquet",
     output:
-        f"{OUT}/metrics/recon/sub-{{subject}}/{{mapper}}/{{generator}}.parquet",
+        f"{OUT}/metrics/recon/sub-{{subject}}/{{mapper}}.parquet",
     log:
-        f"{OUT}/logs/metrics/recon/sub-{{subject}}/{{mapper}}/{{generator}}.log",
+        f"{OUT}/logs/metrics/recon/sub-{{subject}}/{{mapper}}.log",
     conda:
         "../envs/torch.yaml"
     threads: 1
@@ -81,6 +85,7 @@ rule metrics_recon:
         runtime=10,
     params:
         dataset=config["dataset"],
+        generators=scored_generators(),
         image_size=config["metrics"]["image_size"],
         model=config["embed"]["model"],
         pretrained=clip_weights,
@@ -98,16 +103,76 @@ rule metrics_all:
             subject=SUBJECTS,
             mapper=config["fit"]["mappers"],
         )
-        + expand(
-            f"{OUT}/metrics/recon/sub-{{subject}}/{{mapper}}/{{generator}}.parquet",
-            subject=SUBJECTS,
-            mapper=config["fit"]["mappers"],
-            generator=scored_generators(),
-        ),
+        + recon_tables(),
     output:
         report(f"{OUT}/metrics.parquet", category="Metrics"),
     log:
         f"{OUT}/logs/metrics/all.log",
+    conda:
+        "../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../workflow_scripts/metrics_all.py"
+
+
+rule noise_sensitivity:
+    """Two-stage reconstruction from first guesses with Gaussian noise of each amplitude."""
+    input:
+        lib(
+            "generators/pipeline.py",
+            "generators/tiny_diffusion.py",
+            "metrics/recon.py",
+            "metrics/table.py",
+        ),
+        checkpoint=clip_checkpoint(),
+        model=f"{OUT}/models/generator-tiny",
+        pred=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.npy",
+        pred_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.index.parquet",
+        first_guess=recon_path("lowlevel", "recons.npy"),
+        first_guess_index=recon_path("lowlevel", "recons.index.parquet"),
+        images=stim("images.npy"),
+        images_index=stim("images.index.parquet"),
+        image=f"{OUT}/embed/image.npy",
+        image_index=f"{OUT}/embed/image.index.parquet",
+    output:
+        f"{OUT}/metrics/noise_sensitivity/sub-{{subject}}/{{mapper}}.parquet",
+    log:
+        f"{OUT}/logs/metrics/noise_sensitivity/sub-{{subject}}/{{mapper}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/noise_sensitivity/sub-{{subject}}/{{mapper}}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        dataset=config["dataset"],
+        amplitudes=config["generate"]["noise_sensitivity"]["amplitudes"],
+        steps=config["generate"]["tiny"]["steps"],
+        guidance=config["generate"]["tiny"]["guidance"],
+        strength=config["generate"]["two_stage"]["strength"],
+        seed=config["generate"]["seed"],
+        out_size=config["metrics"]["image_size"],
+        image_size=config["metrics"]["image_size"],
+        clip_model=config["embed"]["model"],
+        clip_pretrained=clip_weights,
+    script:
+        "../workflow_scripts/noise_sensitivity.py"
+
+
+rule noise_sensitivity_table:
+    """One table of the noise-sensitivity analysis over subjects and mappers."""
+    input:
+        lib("metrics/table.py"),
+        tables=noise_tables(),
+    output:
+        report(f"{OUT}/noise_sensitivity.parquet", category="Metrics"),
+    log:
+        f"{OUT}/logs/metrics/noise_sensitivity.log",
     conda:
         "../envs/data.yaml"
     threads: 1

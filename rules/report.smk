@@ -6,12 +6,10 @@ rule report:
     input:
         lib("report/html.py", "report/figures.py"),
         metrics=f"{OUT}/metrics.parquet",
-        grids=expand(
-            f"{OUT}/generate/sub-{{subject}}/{{mapper}}/{{generator}}/grid.png",
-            subject=SUBJECTS,
-            mapper=config["fit"]["mappers"],
-            generator=scored_generators(),
+        grids=recon_outputs(
+            f"{OUT}/generate/sub-{{subject}}/{{mapper}}/{{generator}}/grid.png"
         ),
+        noise=noise_table(),
         stats=([f"{OUT}/models/clip/train_stats.json"] if clip_checkpoint() else [])
         + [f"{OUT}/models/generator-tiny_stats.json", f"{OUT}/embed/quality.json"],
     output:

@@ -1,6 +1,7 @@
 """The report: headline table picks the right rows; HTML and markdown are written."""
 
 import pandas as pd
+import pytest
 
 from fmridecode.report.html import headline_table, recon_table, render_report
 
@@ -83,3 +84,27 @@ def test_render_writes_html_and_markdown(tmp_path):
     assert "sub-01/ridge/tiny" in html
     md = (tmp_path / "r.md").read_text()
     assert md.startswith("# T") and "R@1 image" in md and "0.250" in md
+
+
+def test_noise_sensitivity_table_and_section(tmp_path):
+    from fmridecode.report.html import noise_summary
+
+    rows = []
+    for s in ("01", "02"):
+        for amp, pix in ((0.0, 0.4), (8.0, 0.3), (256.0, 0.1)):
+            for gen, shift in (("lowlevel", 0.0), ("tiny_two_stage", 0.05)):
+                base = {"dataset": "d", "subject": s, "mapper": "ridge", "generator": gen}
+                rows.append(
+                    {**base, "metric": "pixcorr", "value": pix + shift, "noise_amplitude": amp}
+                )
+    noise = pd.DataFrame(rows)
+    table = noise_summary(noise).set_index(["generator", "noise_amplitude"])
+    assert table.loc[("tiny_two_stage", 8.0), "PixCorr"] == pytest.approx(0.35)
+    assert table.loc[("lowlevel", 256.0), "PixCorr"] == pytest.approx(0.1)
+    render_report(
+        metrics_frame(), [], tmp_path / "r.html", tmp_path / "r.md", title="T", noise=noise
+    )
+    md = (tmp_path / "r.md").read_text()
+    assert "Noise sensitivity" in md and "0.350" in md
+    html = (tmp_path / "r.html").read_text()
+    assert html.count("data:image/png;base64") == 3  # two metric figures + the noise figure

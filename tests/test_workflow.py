@@ -39,7 +39,7 @@ def test_dry_run_lists_every_stage(tmp_path):
     proc = snakemake(tmp_path, "--dry-run", configfiles=[TINY])
     jobs = scheduled_jobs(proc)
     downstream = {"fit_ridge", "first_guess", "generate", "metrics_glm", "metrics_decoding"}
-    downstream |= {"metrics_recon"}
+    downstream |= {"metrics_recon", "true_targets", "noise_sensitivity", "noise_sensitivity_table"}
     for rule in UPSTREAM | downstream | {"metrics_all", "report", "all"}:
         assert jobs.get(rule, 0) >= 1, f"{rule} not scheduled: {jobs}"
     assert jobs["simulate_subject"] == 2  # two subjects
@@ -162,12 +162,95 @@ def test_clip_checkpoint_loads_with_open_clip_and_pairs_held_out_captions(tiny_r
 
 def test_two_stage_first_guess_raises_low_level_scores(tiny_run):
     m = pd.read_parquet(tiny_run / OUT / "metrics.parquet")
-    rec = m[m["generator"].notna()].pivot_table(
+    rec = m[m["generator"].notna() & (m["mapper"] == "ridge")].pivot_table(
         index=["subject", "generator"], columns="metric", values="value"
     )
     for subject in ("01", "02"):
         one, two = rec.loc[(subject, "tiny")], rec.loc[(subject, "tiny_two_stage")]
         guess = rec.loc[(subject, "lowlevel")]  # the first guess is scored on its own
-        assert two["pixcorr"] > one["pixcorr"] and two["ssim"] > one["ssim"], rec
+        # starting from the first guess raises PixCorr over sampling from noise (on the default
+        # size SSIM rises too: see the README's demo results; the 16 px tiny generator's own
+        # SSIM is about that of the first guess after 40% of the DDIM steps)
+        assert two["pixcorr"] > one["pixcorr"] + 0.01, rec
         # the low-res image decoded from voxels is itself far from a blank guess
         assert guess["pixcorr"] > 0.05 and guess["two_way_identification"] > 0.55, rec
+
+
+def recon_scores(run, metric="two_way_identification") -> pd.Series:
+    m = pd.read_parquet(run / OUT / "metrics.parquet")
+    m = m[m["generator"].notna() & (m["metric"] == metric)]
+    return m.set_index(["subject", "mapper", "generator"])["value"]
+
+
+def test_reconstructions_from_true_and_predicted_embeddings_are_identifiable(tiny_run):
+    two_way = recon_scores(tiny_run)
+    # the generator's ceiling, from the true embeddings of the 24 shared test images (scored
+    # once: for the first subject)
+    truth = two_way[("01", "truth", "tiny")]
+    assert truth > 0.65, two_way  # 24 images: 552 pairs; chance 0.5 (the default run: 0.9+)
+    assert ("02", "truth", "tiny") not in two_way.index
+    for subject in ("01", "02"):
+        # from embeddings decoded from voxels: above chance (0.5), below the ceiling
+        pred = two_way[(subject, "ridge", "tiny")]
+        assert 0.56 < pred <= truth + 0.05, two_way
+
+
+def test_noise_sensitivity_table(tiny_run):
+    noise = pd.read_parquet(tiny_run / OUT / "noise_sensitivity.parquet")
+    assert set(noise["noise_amplitude"]) == {0.0, 8.0, 16.0, 32.0, 64.0, 256.0}
+    assert set(noise["generator"]) == {"lowlevel", "tiny_two_stage"}
+    assert set(noise["subject"]) == {"01", "02"} and (noise["status"] == "ok").all()
+    pix = noise[noise["metric"] == "pixcorr"].pivot_table(
+        index="noise_amplitude", columns="generator", values="value"
+    )
+    # amplitude 0 reproduces the main table's scores (same first guess, same seed)
+    main = recon_scores(tiny_run, "pixcorr")
+    for gen in ("lowlevel", "tiny_two_stage"):
+        expected = np.mean([main[(s, "ridge", gen)] for s in ("01", "02")])
+        assert pix.loc[0.0, gen] == pytest.approx(expected, abs=1e-6)
+    # heavy noise destroys the first guess, and the second stage inherits part of the damage
+    assert pix.loc[256.0, "lowlevel"] < pix.loc[0.0, "lowlevel"] - 0.03, pix
+    assert pix.loc[256.0, "tiny_two_stage"] < pix.loc[0.0, "tiny_two_stage"], pix
+    html = (tiny_run / OUT / "report/report.html").read_text()
+    assert "Noise sensitivity" in html
+
+
+def test_generation_cost_is_benchmarked(tiny_run):
+    bench = tiny_run / OUT / "benchmarks/generate/sub-01/ridge/tiny_family.tsv"
+    row = pd.read_csv(bench, sep="\t").iloc[0]
+    assert row["s"] > 0 and row["max_rss"] > 0
+
+
+def test_sd_unclip_generator_runs_in_the_workflow(tiny_run, tmp_path):
+    """sd_unclip end to end: a pipeline of small random parts, saved to a local folder and
+    named in the config, loaded by the workflow's loader; only its jobs are scheduled."""
+    import shutil
+
+    from fmridecode.generators.unclip import build_tiny_unclip
+
+    work = tmp_path / "run"
+    shutil.copytree(tiny_run, work, symlinks=True)  # keeps mtimes: nothing upstream reruns
+    dim = np.load(work / OUT / "embed/image.npy").shape[1]
+    model = build_tiny_unclip(tmp_path / "sd-unclip-tiny", embed_dim=dim, sample_size=16)
+    cfg = yaml.safe_load(TINY.read_text())
+    gen = yaml.safe_load((REPO / "config.yaml").read_text())["generate"]
+    gen["sd_unclip"] = {**gen["sd_unclip"], "model": str(model), "steps": 4, "batch_size": 16}
+    cfg["generate"] = {
+        **gen,
+        "tiny": cfg["generate"]["tiny"],
+        "generators": [*cfg["generate"]["generators"], "sd_unclip"],
+    }
+    conf = tmp_path / "unclip.yaml"
+    conf.write_text(yaml.safe_dump(cfg))
+    target = f"{OUT}/metrics.parquet"
+    jobs = scheduled_jobs(snakemake(work, "--dry-run", target, configfiles=[conf]))
+    assert jobs.get("generate_unclip") == 3  # 2 subjects x ridge, + truth once
+    assert not (UPSTREAM | {"fit_ridge", "generate"}) & set(jobs), jobs  # tiny family kept
+    snakemake(work, target, configfiles=[conf])
+    two_way = recon_scores(work)
+    assert {("01", "ridge", "sd_unclip"), ("02", "truth", "sd_unclip")} <= set(two_way.index)
+    recons = np.load(work / OUT / "generate/sub-01/ridge/sd_unclip/recons.npy")
+    assert recons.dtype == np.uint8 and recons.shape[1:] == (64, 64, 3)
+    assert recons.std() > 1  # random weights, but real images, not a constant
+    bench = pd.read_csv(work / OUT / "benchmarks/generate/sub-01/ridge/sd_unclip.tsv", sep="\t")
+    assert bench["s"].iloc[0] > 0

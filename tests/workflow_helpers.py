@@ -31,9 +31,9 @@ def snakemake(
         "--cores",
         "2",
     ]
+    cmd += list(args)  # before --configfile, whose list would swallow a target
     if configfiles:
         cmd += ["--configfile", *map(str, configfiles)]
-    cmd += list(args)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:

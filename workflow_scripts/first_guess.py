@@ -2,7 +2,7 @@
 
 from PIL import Image
 
-from fmridecode.generators.tiny_diffusion import resize_images, save_reconstructions
+from fmridecode.images import resize_images, save_reconstructions
 from fmridecode.io import load_indexed
 from fmridecode.mappers.targets import lowres_images
 from fmridecode.workflow import setup

@@ -4,7 +4,7 @@ import pandas as pd
 
 from fmridecode.io import load_indexed, save_indexed, write_parquet
 from fmridecode.mappers.ridge import RidgeCV
-from fmridecode.mappers.targets import align, lowres_targets, text_embeddings
+from fmridecode.mappers.targets import align, decoding_targets
 from fmridecode.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -13,13 +13,10 @@ p = smk.params
 X, vindex = load_indexed(smk.input.voxels)
 image_emb, image_index = load_indexed(smk.input.image)
 caption_emb, caption_index = load_indexed(smk.input.caption)
-text_emb, text_ids = text_embeddings(caption_emb, caption_index)
 images, stim_index = load_indexed(smk.input.images)
-targets = {
-    "image": (image_emb, list(image_index["stim_id"])),
-    "text": (text_emb, text_ids),
-    "lowres": (lowres_targets(images, p.lowres_size), list(stim_index["stim_id"])),
-}
+targets = decoding_targets(
+    image_emb, image_index, caption_emb, caption_index, images, stim_index, p.lowres_size
+)
 train = (vindex["split"] == "train").to_numpy()
 test = (vindex["split"] == "test").to_numpy()
 test_index = vindex.loc[test, ["stim_id"]].reset_index(drop=True)

@@ -1,5 +1,14 @@
-"""Rule generate: reconstruct test images from predicted image embeddings."""
+"""Rule generate: the tiny generator family for one subject and mapper, in one job.
 
+tiny: from noise; tiny_two_stage: img2img from the decoded low-res first guess; tiny_guided:
+CLIP-gradient guidance towards the predicted embedding, from noise or from the non-test
+stimulus closest to the prediction. Each: best of generate.best_of samples.
+"""
+
+from fmridecode.embeddings.cache import embed_images
+from fmridecode.embeddings.model import load_model
+from fmridecode.generators.best_of import best_of_n
+from fmridecode.generators.guidance import clip_guide, nearest_in_bank
 from fmridecode.generators.tiny_diffusion import load_generator, reconstruct, save_reconstructions
 from fmridecode.io import load_indexed
 from fmridecode.mappers.targets import align
@@ -7,25 +16,58 @@ from fmridecode.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
-p = smk.params
+p, out = smk.params, smk.output
 pred, pred_index = load_indexed(smk.input.pred)
 images, index = load_indexed(smk.input.images)
 ids = list(pred_index["stim_id"])
-init = None
-if smk.input.first_guess:  # two-stage: img2img from the decoded low-res first guess
-    guess, guess_index = load_indexed(smk.input.first_guess[0])
-    init = align(guess, list(guess_index["stim_id"]), ids, "first guesses")
 pipe = load_generator(smk.input.model)
-recons = reconstruct(
-    pipe,
-    pred,
-    steps=p.steps,
-    guidance=p.guidance,
-    seed=p.seed,
-    out_size=p.out_size,
-    init_images=init,
-    strength=p.strength,
-)
-out = smk.output
-save_reconstructions(recons, pred_index, images, index, out.recons, out.pngs, out.grid)
-log.info("%d reconstructions", len(ids))
+settings = dict(p.generators)
+clip_model = preprocess = None
+if p.best_of > 1 or any(s["guide_scale"] > 0 for s in settings.values()):
+    clip_model, preprocess, _ = load_model(p.clip_model, p.clip_pretrained)
+
+
+def start_images(start: str):
+    """Where sampling starts: noise (None), the first guess, or the closest bank image."""
+    if start == "first_guess":
+        guess, guess_index = load_indexed(smk.input.first_guess[0])
+        return align(guess, list(guess_index["stim_id"]), ids, "first guesses")
+    if start == "bank":  # non-test stimuli only: retrieving a test image would copy the answer
+        emb, emb_index = load_indexed(smk.input.image)
+        bank_ids = list(emb_index.loc[emb_index["split"] != "test", "stim_id"])
+        bank = align(images, list(index["stim_id"]), bank_ids, "bank images")
+        bank_emb = align(emb, list(emb_index["stim_id"]), bank_ids, "bank embeddings")
+        init, rows = nearest_in_bank(pred, bank_emb, bank)
+        log.info("bank priors: %d distinct images for %d test images", len(set(rows)), len(ids))
+        return init
+    return None
+
+
+for k, (name, s) in enumerate(settings.items()):
+    init = start_images(s["start"])
+    guide = clip_guide(clip_model, pred) if s["guide_scale"] > 0 else None
+
+    def sample(j: int, init=init, guide=guide, s=s):
+        """The j-th sample of every test image (j = 0: the single-sample result)."""
+        return reconstruct(
+            pipe,
+            pred,
+            steps=p.steps,
+            guidance=p.guidance,
+            seed=p.seed + 7919 * j,
+            out_size=p.out_size,
+            init_images=init,
+            strength=s["strength"],
+            guide=guide,
+            guide_scale=s["guide_scale"],
+        )
+
+    recons, _, score = best_of_n(
+        sample, p.best_of, lambda imgs: embed_images(clip_model, preprocess, imgs), pred
+    )
+    save_reconstructions(
+        recons, pred_index, images, index, out.recons[k], out.pngs[k], out.grids[k]
+    )
+    if p.best_of > 1:
+        log.info("%s: best of %d, mean CLIP cosine %.3f", name, p.best_of, score.mean())
+    log.info("%s: %d reconstructions (%s)", name, len(ids), s)

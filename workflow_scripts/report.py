@@ -22,5 +22,6 @@ head = render_report(
     smk.output.summary,
     title=f"fmridecode report: {smk.params.dataset}",
     notes=notes,
+    noise=read_parquet(smk.input.noise[0]) if smk.input.noise else None,
 )
 log.info("\n%s", head.to_string(index=False))

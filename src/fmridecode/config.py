@@ -52,6 +52,13 @@ def _cross_checks(config: Mapping[str, Any]) -> list[str]:
         problems.append(
             f"fit.roi: {config['fit']['roi']!r} is not one of roi.sets {config['roi']['sets']}"
         )
+    gen = config["generate"]
+    for name in ("sd_unclip",):
+        if name in gen["generators"] and not gen[name]["model"]:
+            problems.append(
+                f"generate.{name}.model: generator {name} is selected but no model is set "
+                "(a local pipeline directory or a model id in the local Hugging Face cache)"
+            )
     return problems
 
 

@@ -63,3 +63,25 @@ def lowres_images(pred: np.ndarray, size: int) -> np.ndarray:
         raise DataError("lowres predictions contain non-finite values")
     img = np.clip(np.rint(pred * 255.0), 0, 255).astype(np.uint8)
     return img.reshape(len(pred), size, size, 3)
+
+
+def decoding_targets(
+    image_emb: np.ndarray,
+    image_index: pd.DataFrame,
+    caption_emb: np.ndarray,
+    caption_index: pd.DataFrame,
+    images: np.ndarray,
+    images_index: pd.DataFrame,
+    lowres_size: int,
+) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """Every target a mapper predicts, as ``name -> (rows, stimulus ids)``.
+
+    ``image``: CLIP image embeddings; ``text``: mean caption embedding per image; ``lowres``:
+    the downsampled image of the two-stage first guess. Mappers align rows to their voxel
+    matrix by id with ``align``; the ``truth`` mapper writes these rows themselves.
+    """
+    return {
+        "image": (image_emb, list(image_index["stim_id"])),
+        "text": text_embeddings(caption_emb, caption_index),
+        "lowres": (lowres_targets(images, lowres_size), list(images_index["stim_id"])),
+    }

@@ -40,6 +40,7 @@ def overview_figure(metrics: pd.DataFrame) -> bytes:
         ("ssim", None, None, "SSIM"),
         ("glm_recovery_r", None, None, "GLM recovery r"),
     ]
+    metrics = metrics[metrics["mapper"] != "truth"]  # the ceiling is in the recon table
     labels, values, subjects = [], [], []
     for metric, target, kind, label in wanted:
         rows = metrics[metrics["metric"] == metric]
@@ -66,6 +67,32 @@ def overview_figure(metrics: pd.DataFrame) -> bytes:
         piv.plot.bar(ax=ax, rot=0, fontsize=7)
         ax.axhline(0.5, color="gray", ls=":", lw=1)
     ax.set(ylabel="value", title="Headline metrics per subject (dotted: 2-way chance)")
+    fig.tight_layout()
+    return _png(fig)
+
+
+NOISE_METRICS = {"pixcorr": "PixCorr", "ssim": "SSIM", "two_way_identification": "2-way (recon)"}
+
+
+def noise_figure(noise: pd.DataFrame) -> bytes:
+    """PNG bytes: each reconstruction metric against the first guess's noise amplitude.
+
+    One line per generator (the noisy first guess ``lowlevel`` and the second stage run from
+    it), mean over subjects and mappers; amplitude 0 is the plain first guess.
+    """
+    fig, axes = plt.subplots(1, len(NOISE_METRICS), figsize=(4 * len(NOISE_METRICS), 3.2))
+    for ax, (metric, label) in zip(axes, NOISE_METRICS.items(), strict=True):
+        rows = noise[noise["metric"] == metric]
+        mean = rows.groupby(["generator", "noise_amplitude"])["value"].mean()
+        for generator, series in mean.groupby(level=0):
+            series = series.droplevel(0).sort_index()
+            ax.plot(series.index, series.values, marker="o", label=generator)
+        ax.set_xscale("symlog", linthresh=8)
+        ax.set(title=label, xlabel="noise SD on the first guess (0-255)")
+        if metric == "two_way_identification":
+            ax.axhline(0.5, color="gray", ls=":", lw=1)
+        if len(mean):
+            ax.legend(fontsize=8)
     fig.tight_layout()
     return _png(fig)
 

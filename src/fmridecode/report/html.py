@@ -17,7 +17,7 @@ import pandas as pd
 
 from fmridecode.io import atomic_path
 from fmridecode.metrics.table import METRICS
-from fmridecode.report.figures import overview_figure, recall_figure
+from fmridecode.report.figures import noise_figure, overview_figure, recall_figure
 
 
 def headline_table(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -72,6 +72,16 @@ def recon_table(metrics: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index().rename_axis(columns=None)
 
 
+def noise_summary(noise: pd.DataFrame) -> pd.DataFrame:
+    """The noise-sensitivity table: one row per (generator, noise amplitude), metrics as columns,
+    mean over subjects and mappers (the layout of the two-stage paper's table)."""
+    table = noise.pivot_table(
+        index=["generator", "noise_amplitude"], columns="metric", values="value", aggfunc="mean"
+    )
+    table = table[[m for m in RECON_COLUMNS if m in table.columns]].rename(columns=RECON_COLUMNS)
+    return table.reset_index().rename_axis(columns=None)
+
+
 def _img_tag(png: bytes, alt: str) -> str:
     data = base64.b64encode(png).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
@@ -85,13 +95,29 @@ def render_report(
     *,
     title: str,
     notes: Mapping[str, Any] | None = None,
+    noise: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Write the HTML report and the markdown summary; return the headline table."""
+    """Write the HTML report and the markdown summary; return the headline table.
+
+    ``noise``: the noise-sensitivity table (``noise_amplitude`` column), shown when given.
+    """
     head = headline_table(metrics)
     recon = recon_table(metrics)
     md = [f"# {title}", "", head.to_markdown(index=False, floatfmt=".3f"), ""]
     if not recon.empty:
         md += ["## Reconstructions", "", recon.to_markdown(index=False, floatfmt=".3f"), ""]
+    noise_parts: list[str] = []
+    if noise is not None and not noise.empty:
+        table = noise_summary(noise)
+        md += ["## Noise sensitivity of two-stage reconstruction", ""]
+        md += [table.to_markdown(index=False, floatfmt=".3f"), ""]
+        noise_parts = [
+            "<h2>Noise sensitivity of two-stage reconstruction</h2>",
+            "<p>Gaussian noise (SD on the 0-255 scale) added to the first guess before the "
+            "second stage; mean over subjects.</p>",
+            table.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="–"),
+            _img_tag(noise_figure(noise), "noise sensitivity"),
+        ]
     if notes:
         md += ["## Run notes", ""] + [f"- {k}: {v}" for k, v in notes.items()] + [""]
     with atomic_path(out_md) as tmp:
@@ -108,6 +134,7 @@ def render_report(
         head.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="–"),
         "<h2>Reconstruction metrics</h2>",
         recon.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="–"),
+        *noise_parts,
         "<h2>Figures</h2>",
         _img_tag(overview_figure(metrics), "headline metrics"),
         _img_tag(recall_figure(metrics), "retrieval recall at k"),

@@ -1,0 +1,43 @@
+"""Rule generate_unclip: Stable Diffusion 2.1 unCLIP from the predicted CLIP image embeddings."""
+
+from fmridecode.embeddings.cache import embed_images
+from fmridecode.embeddings.model import load_model
+from fmridecode.generators.best_of import best_of_n
+from fmridecode.generators.tiny_diffusion import save_reconstructions
+from fmridecode.generators.unclip import load_unclip, reconstruct_unclip
+from fmridecode.io import load_indexed
+from fmridecode.workflow import setup
+
+smk = snakemake  # noqa: F821 - injected by Snakemake
+log = setup(smk)
+p, s = smk.params, smk.params.settings
+pred, pred_index = load_indexed(smk.input.pred)
+images, index = load_indexed(smk.input.images)
+pipe = load_unclip(s["model"], dtype=s["dtype"])
+log.info("sd_unclip from %s on %s (%s)", s["model"], pipe.device, pipe.unet.dtype)
+clip_model = preprocess = None
+if p.best_of > 1:
+    clip_model, preprocess, _ = load_model(p.clip_model, p.clip_pretrained)
+
+
+def sample(k: int):
+    """The k-th sample of every test image (k = 0: the single-sample result)."""
+    return reconstruct_unclip(
+        pipe,
+        pred,
+        steps=s["steps"],
+        guidance=s["guidance"],
+        seed=p.seed + 7919 * k,
+        out_size=p.out_size,
+        noise_level=s["noise_level"],
+        prompt=s["prompt"],
+        batch_size=s["batch_size"],
+    )
+
+
+recons, _, score = best_of_n(
+    sample, p.best_of, lambda imgs: embed_images(clip_model, preprocess, imgs), pred
+)
+out = smk.output
+save_reconstructions(recons, pred_index, images, index, out.recons, out.pngs, out.grid)
+log.info("%d reconstructions", len(recons))
