@@ -248,7 +248,7 @@ def test_sd_unclip_generator_runs_in_the_workflow(tiny_run, tmp_path):
     assert not (UPSTREAM | {"fit_ridge", "generate"}) & set(jobs), jobs  # tiny family kept
     snakemake(work, target, configfiles=[conf])
     two_way = recon_scores(work)
-    assert {("01", "ridge", "sd_unclip"), ("02", "truth", "sd_unclip")} <= set(two_way.index)
+    assert {("02", "ridge", "sd_unclip"), ("01", "truth", "sd_unclip")} <= set(two_way.index)
     recons = np.load(work / OUT / "generate/sub-01/ridge/sd_unclip/recons.npy")
     assert recons.dtype == np.uint8 and recons.shape[1:] == (64, 64, 3)
     assert recons.std() > 1  # random weights, but real images, not a constant
