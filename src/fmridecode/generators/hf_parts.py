@@ -8,7 +8,9 @@ random generators so samples do not depend on batching.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +110,41 @@ def row_generator(seed: int, row: int) -> torch.Generator:
     """A CPU generator seeded from (seed, row): noise per image, independent of batching."""
     state = np.random.SeedSequence([seed, row]).generate_state(2)  # two uint32 words
     return torch.Generator("cpu").manual_seed(int(state[0]) << 31 ^ int(state[1]))
+
+
+def resolve_pipeline(
+    path_or_id: str | os.PathLike, accepted: Sequence[str], generator: str
+) -> tuple[str, dict | None]:
+    """Where to load a pipeline from, offline: ``(source, model_index or None)``.
+
+    A path that exists must be a diffusers pipeline folder whose ``model_index.json`` names one
+    of the ``accepted`` classes; a path-like name that does not exist is an error; anything
+    else is taken as a hub id ('name' or 'owner/name') to find in the local cache (no index).
+    """
+    name = str(path_or_id)
+    path = Path(name).expanduser()
+    if path.exists():
+        index = path / "model_index.json"
+        if not index.is_file():
+            raise DataError(f"{path}: not a diffusers pipeline directory (no model_index.json)")
+        try:
+            config = json.loads(index.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise DataError(f"{index}: unreadable ({e})") from e
+        cls = config.get("_class_name")
+        if cls not in accepted:
+            raise DataError(f"{index}: pipeline is {cls!r}, {generator} needs {accepted[0]}")
+        return str(path), config
+    if path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
+        raise DataError(f"{name}: no such pipeline directory")
+    return name, None
+
+
+def load_error(name: str, pipeline_class: str, local: bool, e: Exception) -> DataError:
+    """The error of a pipeline that could not be loaded, saying where it was looked for."""
+    where = "local pipeline directory" if local else "model id"
+    return DataError(
+        f"{name}: cannot load the {pipeline_class} ({where}); it must be a local pipeline "
+        f"directory or a model id already in the local Hugging Face cache "
+        f"(nothing is downloaded): {type(e).__name__}: {e}"
+    )

@@ -17,7 +17,6 @@ so the whole path (save, load, reconstruct) is tested without any weights.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +41,8 @@ from transformers import (
 )
 
 from fmridecode.generators.hf_parts import (
+    load_error,
+    resolve_pipeline,
     row_generator,
     tiny_text_config,
     tiny_tokenizer,
@@ -140,35 +141,13 @@ def load_unclip(
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     tdtype = torch_dtype(dtype, device)
-    name = str(path_or_id)
-    path = Path(name).expanduser()
-    if path.exists():
-        index = path / "model_index.json"
-        if not index.is_file():
-            raise DataError(f"{path}: not a diffusers pipeline directory (no model_index.json)")
-        try:
-            cls = json.loads(index.read_text()).get("_class_name")
-        except (OSError, json.JSONDecodeError) as e:
-            raise DataError(f"{index}: unreadable ({e})") from e
-        if cls != PIPELINE_CLASS:
-            raise DataError(f"{index}: pipeline is {cls!r}, sd_unclip needs {PIPELINE_CLASS}")
-        source = str(path)
-    elif path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
-        # A file path, not a hub id ('name' or 'owner/name'), and it is not there.
-        raise DataError(f"{name}: no such pipeline directory")
-    else:
-        source = name
+    source, index = resolve_pipeline(path_or_id, (PIPELINE_CLASS,), "sd_unclip")
     try:
         pipe = StableUnCLIPImg2ImgPipeline.from_pretrained(
             source, dtype=tdtype, local_files_only=True
         )
     except Exception as e:  # diffusers/hub raise several types for missing or broken folders
-        where = "local pipeline directory" if path.exists() else "model id"
-        raise DataError(
-            f"{name}: cannot load the {PIPELINE_CLASS} ({where}); it must be a local pipeline "
-            f"directory or a model id already in the local Hugging Face cache "
-            f"(nothing is downloaded): {type(e).__name__}: {e}"
-        ) from e
+        raise load_error(str(path_or_id), PIPELINE_CLASS, index is not None, e) from e
     pipe = pipe.to(device)
     for part in (pipe.unet, pipe.vae, pipe.text_encoder, pipe.image_encoder):
         part.eval()

@@ -40,7 +40,6 @@ pipeline merges in on load), so save / load / encode / reconstruct are tested wi
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -66,6 +65,8 @@ from transformers import (
 )
 
 from fmridecode.generators.hf_parts import (
+    load_error,
+    resolve_pipeline,
     row_generator,
     tiny_text_config,
     tiny_tokenizer,
@@ -243,38 +244,15 @@ def load_versatile(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     tdtype = torch_dtype(dtype, device)
     name = str(path_or_id)
-    path = Path(name).expanduser()
-    if path.exists():
-        index = path / "model_index.json"
-        if not index.is_file():
-            raise DataError(f"{path}: not a diffusers pipeline directory (no model_index.json)")
-        try:
-            config = json.loads(index.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise DataError(f"{index}: unreadable ({e})") from e
-        cls = config.get("_class_name")
-        if cls not in ACCEPTED_CLASSES:
-            raise DataError(
-                f"{index}: pipeline is {cls!r}, versatile_diffusion needs {PIPELINE_CLASS}"
-            )
-        source = str(path)
-        with_text_unet = (config.get("text_unet") or [None])[0] is not None
-    elif path.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1:
-        raise DataError(f"{name}: no such pipeline directory")
-    else:
-        source = name  # a hub id ('owner/name'), looked up in the local cache only
-        with_text_unet = True
+    source, config = resolve_pipeline(name, ACCEPTED_CLASSES, "versatile_diffusion")
+    # a hub id ('owner/name') is looked up in the local cache only; the real one has a text UNet
+    with_text_unet = config is None or (config.get("text_unet") or [None])[0] is not None
     try:
         pipe = VersatileDiffusionDualGuidedPipeline(
             **_load_components(source, tdtype, with_text_unet)
         )
     except Exception as e:  # diffusers/transformers/hub raise several types for broken folders
-        where = "local pipeline directory" if path.exists() else "model id"
-        raise DataError(
-            f"{name}: cannot load the {PIPELINE_CLASS} ({where}); it must be a local pipeline "
-            f"directory or a model id already in the local Hugging Face cache "
-            f"(nothing is downloaded): {type(e).__name__}: {e}"
-        ) from e
+        raise load_error(name, PIPELINE_CLASS, config is not None, e) from e
     if not _dual_blocks(pipe):
         raise DataError(
             f"{name}: the image UNet has no DualTransformer2DModel blocks (no text_unet to merge "
