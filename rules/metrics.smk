@@ -124,6 +124,7 @@ rule noise_sensitivity:
         lib(
             "generators/pipeline.py",
             "generators/tiny_diffusion.py",
+            "images.py",
             "metrics/recon.py",
             "metrics/table.py",
         ),

@@ -305,3 +305,20 @@ def test_clip_guide_and_bank_retrieval():
     np.testing.assert_array_equal(imgs[:, 0, 0, 0], [1, 0])
     with pytest.raises(DataError, match="bank"):
         nearest_in_bank(np.ones((1, 4)), bank_emb, bank)
+
+
+def test_add_noise_is_seeded_per_amplitude_and_clipped():
+    from fmridecode.images import add_noise
+
+    img = np.full((4, 8, 8, 3), 250, dtype=np.uint8)
+    np.testing.assert_array_equal(add_noise(img, 0, seed=0), img)
+    a, b = add_noise(img, 16, seed=0), add_noise(img, 16, seed=0)
+    np.testing.assert_array_equal(a, b)  # same (seed, amplitude): same noise
+    assert not np.array_equal(a, add_noise(img, 16, seed=1))
+    assert a.dtype == np.uint8 and a.max() == 255  # clipped at the top, not wrapped
+    diff = a.astype(float) - img
+    assert 5 < np.abs(diff[diff < 0]).mean() < 30  # noise of roughly the asked SD (clipped half)
+    big = add_noise(img, 256, seed=0).astype(float)
+    assert big.std() > 60
+    with pytest.raises(DataError, match="uint8"):
+        add_noise(img.astype(float), 8, seed=0)

@@ -6,11 +6,10 @@ SD (0-255 scale, clipped; 0 = the plain first guess) the noisy first guess (gene
 reconstruction, with the amplitude in column ``noise_amplitude``.
 """
 
-import numpy as np
-
 from fmridecode.embeddings.cache import embed_images
 from fmridecode.embeddings.model import load_model
 from fmridecode.generators.tiny_diffusion import load_generator, reconstruct
+from fmridecode.images import add_noise
 from fmridecode.io import load_indexed
 from fmridecode.mappers.targets import align
 from fmridecode.metrics.recon import recon_rows
@@ -32,9 +31,7 @@ pipe = load_generator(smk.input.model)
 model, preprocess, _ = load_model(p.clip_model, p.clip_pretrained)
 rows = []
 for amp in [0.0, *sorted(float(a) for a in p.amplitudes)]:
-    rng = np.random.default_rng([p.seed, int(round(amp * 1000))])  # independent of list order
-    noise = rng.normal(0.0, amp, size=guess.shape) if amp else 0.0
-    noisy = np.clip(np.rint(guess.astype(np.float64) + noise), 0, 255).astype(np.uint8)
+    noisy = add_noise(guess, amp, p.seed)
     recons = reconstruct(
         pipe,
         pred,

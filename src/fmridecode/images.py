@@ -122,3 +122,21 @@ def save_reconstructions(
     save_pngs(recons, ids, out_pngs)
     truth = align(stimuli, list(stimuli_index["stim_id"]), ids, "stimuli")
     save_grid(truth, recons, out_grid, ids=ids)
+
+
+def add_noise(images: np.ndarray, amplitude: float, seed: int) -> np.ndarray:
+    """uint8 images plus Gaussian noise of SD ``amplitude`` (0-255 scale), rounded and clipped.
+
+    The noise depends on ``(seed, amplitude)`` only, so a table over amplitudes does not change
+    when amplitudes are added or reordered; amplitude 0 returns an unchanged copy.
+    """
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise DataError(f"noise needs uint8 images, got {images.dtype}")
+    if amplitude < 0 or not np.isfinite(amplitude):
+        raise DataError(f"noise amplitude must be finite and >= 0, got {amplitude}")
+    if amplitude == 0:
+        return images.copy()
+    rng = np.random.default_rng([seed, int(round(amplitude * 1000))])
+    noisy = images.astype(np.float64) + rng.normal(0.0, amplitude, size=images.shape)
+    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
