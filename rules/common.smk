@@ -15,6 +15,8 @@ DESIGN = design_summary(config["simulate"]["size"])
 SUBJECTS = DESIGN["subjects"]
 SESSIONS = DESIGN["sessions"]
 LIB = Path(workflow.basedir) / "src" / "fmridecode"
+#: GLM types with single-trial betas written by rule glm (A has only maps)
+GLM_BETA_TYPES = [t for t in config["glm"]["types"] if t != "A"]
 
 
 wildcard_constraints:
@@ -39,13 +41,25 @@ def stim(name):
     return f"{OUT}/stimuli/{name}"
 
 
+def glm_betas(subject, glm_type=None):
+    """One subject's betas of ``glm_type`` (default: glm.use_type), one file per session."""
+    t = glm_type or config["glm"]["use_type"]
+    return expand(
+        f"{OUT}/glm/sub-{subject}/ses-{{session}}/betas_type-{t}.nii.gz",
+        session=sessions_of(subject),
+    )
+
+
+def glm_type_inputs(w):
+    """Every written GLM type's betas (``betas_B`` ...) and the trial tables of one subject."""
+    out = {f"betas_{t}": glm_betas(w.subject, t) for t in GLM_BETA_TYPES}
+    return out | {"trials": glm_inputs(w)["trials"]}
+
+
 def glm_inputs(w):
-    """Betas and trial tables of every session of one subject."""
+    """Betas (glm.use_type) and trial tables of every session of one subject."""
     return {
-        "betas": expand(
-            f"{OUT}/glm/sub-{w.subject}/ses-{{session}}/betas.nii.gz",
-            session=sessions_of(w.subject),
-        ),
+        "betas": glm_betas(w.subject),
         "trials": expand(
             f"{OUT}/glm/sub-{w.subject}/ses-{{session}}/trials.parquet",
             session=sessions_of(w.subject),

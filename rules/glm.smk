@@ -1,31 +1,47 @@
-"""Stage 1: single-trial betas per subject and session from the raw BOLD runs."""
+"""Stage 1: single-trial betas per subject and session from the raw BOLD runs (GLMsingle)."""
 
 
 rule glm:
-    """Single-trial betas (per-voxel library HRF, polynomial drift) for one session."""
+    """GLMsingle types A-D: library HRF, GLMdenoise PCs, fractional ridge; maps and figures."""
     input:
-        lib("datasets/bids.py", "glm/hrf.py", "glm/design.py", "glm/fit.py"),
+        lib(
+            "datasets/bids.py",
+            "glm/hrf.py",
+            "glm/design.py",
+            "glm/fit.py",
+            "glm/single.py",
+            "glm/denoise.py",
+            "glm/ridge.py",
+            "glm/xval.py",
+            "glm/outputs.py",
+            "glm/official.py",
+        ),
         bids=f"{OUT}/bids/sub-{{subject}}",
         sidecar=f"{OUT}/bids/task-images_bold.json",
     output:
-        betas=f"{OUT}/glm/sub-{{subject}}/ses-{{session}}/betas.nii.gz",
+        betas=expand(
+            f"{OUT}/glm/sub-{{{{subject}}}}/ses-{{{{session}}}}/betas_type-{{t}}.nii.gz",
+            t=GLM_BETA_TYPES,
+        ),
         trials=f"{OUT}/glm/sub-{{subject}}/ses-{{session}}/trials.parquet",
-        voxels=f"{OUT}/glm/sub-{{subject}}/ses-{{session}}/voxels.nii.gz",
+        maps=f"{OUT}/glm/sub-{{subject}}/ses-{{session}}/maps.nii.gz",
+        summary=f"{OUT}/glm/sub-{{subject}}/ses-{{session}}/summary.json",
+        figures=directory(f"{OUT}/glm/sub-{{subject}}/ses-{{session}}/figures"),
     log:
         f"{OUT}/logs/glm/sub-{{subject}}_ses-{{session}}.log",
     benchmark:
         f"{OUT}/benchmarks/glm/sub-{{subject}}_ses-{{session}}.tsv"
     conda:
-        "../envs/data.yaml"
+        "../envs/glmsingle.yaml"
+        if config["glm"]["method"] == "glmsingle"
+        else "../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
     params:
         bids_dir=parent_of("bids"),
-        library=config["glm"]["library"],
-        poly_degree=config["glm"]["poly_degree"],
-        stim_dur=config["glm"]["stim_dur"],
-        chunk_size=config["glm"]["chunk_size"],
+        glm=config["glm"],
+        beta_types=GLM_BETA_TYPES,
     script:
         "../workflow_scripts/glm.py"

@@ -4,7 +4,7 @@
 rule metrics_glm:
     """GLM recovery: estimated single-trial betas against the simulator's true amplitudes."""
     input:
-        unpack(glm_inputs),
+        unpack(glm_type_inputs),
         lib("metrics/glm_recovery.py", "metrics/table.py"),
         truth=f"{OUT}/truth/sub-{{subject}}.npz",
     output:
@@ -19,6 +19,7 @@ rule metrics_glm:
         runtime=10,
     params:
         dataset=config["dataset"],
+        types=GLM_BETA_TYPES,
     script:
         "../workflow_scripts/metrics_glm.py"
 

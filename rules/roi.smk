@@ -5,10 +5,7 @@ rule roi:
     """Mask one subject's betas with an ROI, z-score per session, average repeats, split."""
     input:
         lib("roi.py"),
-        betas=lambda w: expand(
-            f"{OUT}/glm/sub-{w.subject}/ses-{{session}}/betas.nii.gz",
-            session=sessions_of(w.subject),
-        ),
+        betas=lambda w: glm_betas(w.subject),
         trials=lambda w: expand(
             f"{OUT}/glm/sub-{w.subject}/ses-{{session}}/trials.parquet",
             session=sessions_of(w.subject),

@@ -39,7 +39,7 @@ def test_every_schema_key_is_documented_in_readme():
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda c: c["glm"].update(poly_degree="two"), "glm.poly_degree: 'two' is not of type"),
+        (lambda c: c["glm"].update(maxpolydeg="two"), "glm.maxpolydeg: 'two' is not of type"),
         (lambda c: c["embed"].pop("seed"), "embed.seed: 'seed' is a required property"),
         (lambda c: c.update(extra=1), "<top level>: Additional properties are not allowed"),
         (lambda c: c["simulate"].update(size="huge"), "simulate.size: 'huge' is not one of"),

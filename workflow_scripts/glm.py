@@ -1,27 +1,23 @@
-"""Rule glm: single-trial betas of one subject-session."""
-
-import nibabel as nib
+"""Rule glm: GLMsingle types A-D for one subject-session."""
 
 from fmridecode.datasets.bids import find_runs
 from fmridecode.glm.fit import fit_session
-from fmridecode.io import save_nifti, write_parquet
+from fmridecode.glm.official import fit_session_official
+from fmridecode.glm.outputs import write_outputs
+from fmridecode.glm.single import options_from_config
+from fmridecode.io import write_parquet
 from fmridecode.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 w, p = smk.wildcards, smk.params
 runs = find_runs(p.bids_dir, w.subject, session=w.session)
-mask = nib.load(f"{smk.input.bids}/anat/sub-{w.subject}_desc-brain_mask.nii.gz")
-log.info("%d runs", len(runs))
-betas, trials, voxels = fit_session(
-    runs,
-    mask,
-    stim_dur=p.stim_dur,
-    library=p.library,
-    poly_degree=p.poly_degree,
-    chunk_size=p.chunk_size,
-)
-save_nifti(betas, smk.output.betas)
-save_nifti(voxels, smk.output.voxels)
-write_parquet(trials, smk.output.trials)
-log.info("%d trials, betas %s", len(trials), betas.shape)
+mask = f"{smk.input.bids}/anat/sub-{w.subject}_desc-brain_mask.nii.gz"
+opts = options_from_config(p.glm)
+log.info("%d runs, method %s, types %s", len(runs), p.glm["method"], opts.types)
+fitter = fit_session_official if p.glm["method"] == "glmsingle" else fit_session
+fit = fitter(runs, mask, stim_dur=p.glm["stim_dur"], options=opts)
+betas = dict(zip(p.beta_types, smk.output.betas, strict=True))
+write_outputs(fit, opts, betas, smk.output.maps, smk.output.summary, smk.output.figures)
+write_parquet(fit.trials, smk.output.trials)
+log.info("%d trials, %d voxels, %d noise PCs", len(fit.trials), fit.mask.sum(), fit.result.pcnum)

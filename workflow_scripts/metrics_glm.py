@@ -13,18 +13,25 @@ smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 truth = dict(np.load(smk.input.truth))
 ijk = tuple(truth["voxel_ijk"].T)
-betas = np.concatenate([np.asarray(nib.load(p).dataobj)[ijk].T for p in smk.input.betas])
 trials = pd.concat([read_parquet(p) for p in smk.input.trials], ignore_index=True)
-res = glm_recovery(betas, trials, truth)
 base = {"dataset": smk.params.dataset, "subject": smk.wildcards.subject, "mapper": "none"}
-rows = [
-    {
-        **base,
-        "metric": "glm_recovery_r",
-        "glm_type": "B",
-        "value": res["r_median"],
-        "n": int(truth["responsive"].sum()),
-    },
+rows = []
+for glm_type in smk.params.types:
+    paths = smk.input[f"betas_{glm_type}"]
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    betas = np.concatenate([np.asarray(nib.load(p).dataobj)[ijk].T for p in paths])
+    res = glm_recovery(betas, trials, truth)
+    log.info("GLM recovery, type %s: %s", glm_type, res)
+    rows.append(
+        {
+            **base,
+            "metric": "glm_recovery_r",
+            "glm_type": glm_type,
+            "value": res["r_median"],
+            "n": int(truth["responsive"].sum()),
+        }
+    )
+rows += [
     {
         **base,
         "metric": "noise_ceiling",
@@ -33,4 +40,3 @@ rows = [
     },
 ]
 write_metrics(rows, smk.output[0])
-log.info("GLM recovery %s", res)

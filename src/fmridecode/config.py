@@ -1,6 +1,6 @@
 """Config validation against ``config.schema.yaml`` with errors that name the key path.
 
-Snakemake's own ``validate`` reports the schema internals; users need ``glm.poly_degree: 'x'
+Snakemake's own ``validate`` reports the schema internals; users need ``glm.maxpolydeg: 'x'
 is not of type 'integer', 'null'``. Cross-key rules that JSON schema cannot express live here too.
 """
 
@@ -52,6 +52,15 @@ def _cross_checks(config: Mapping[str, Any]) -> list[str]:
         problems.append(
             f"fit.roi: {config['fit']['roi']!r} is not one of roi.sets {config['roi']['sets']}"
         )
+    glm = config["glm"]
+    if glm["use_type"] not in glm["types"]:
+        problems.append(f"glm.use_type: {glm['use_type']!r} is not one of glm.types {glm['types']}")
+    if glm["use_type"] == "C" and not glm["wantglmdenoise"]:
+        problems.append("glm.use_type: C needs glm.wantglmdenoise: true")
+    if "D" in glm["types"] and not glm["wantfracridge"]:
+        problems.append("glm.types: D needs glm.wantfracridge: true")
+    if "C" in glm["types"] and not glm["wantglmdenoise"]:
+        problems.append("glm.types: C needs glm.wantglmdenoise: true")
     gen = config["generate"]
     for name in ("sd_unclip",):
         if name in gen["generators"] and not gen[name]["model"]:

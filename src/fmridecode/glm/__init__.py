@@ -1,10 +1,26 @@
-"""glm stage: single-trial betas (per-voxel HRF from a library + Legendre drift per run).
+"""glm stage: single-trial betas by the GLMsingle method (types A-D).
 
-Modules: ``hrf`` (canonical HRF and library), ``design`` (single-trial design matrices),
-``fit`` (least-squares fit, HRF choice, % signal change; ``fit_session`` for BIDS runs).
+Modules: ``hrf`` (GLMsingle's HRF tables, double gammas), ``design`` (single-trial design
+matrices, onset modes), ``single`` (the method: on-off, library HRF, GLMdenoise, fractional
+ridge), ``denoise`` (noise pool, PCs, thresholds), ``ridge`` (fractional ridge), ``xval``
+(leave-one-run-out cross-validation of betas), ``fit`` (entry points for arrays and BIDS runs),
+``outputs`` (files and figures), ``official`` (the official package, when installed).
 """
 
-from fmridecode.glm.fit import GLMResult, fit_session, fit_single_trial
-from fmridecode.glm.hrf import HRF, canonical, library
+from fmridecode.glm.fit import GLMResult, SessionFit, fit_runs, fit_session, fit_single_trial
+from fmridecode.glm.hrf import HRF, SampledHRF, canonical, library
+from fmridecode.glm.single import GLMOptions, GLMSingleResult
 
-__all__ = ["GLMResult", "HRF", "canonical", "fit_session", "fit_single_trial", "library"]
+__all__ = [
+    "GLMOptions",
+    "GLMResult",
+    "GLMSingleResult",
+    "HRF",
+    "SampledHRF",
+    "SessionFit",
+    "canonical",
+    "fit_runs",
+    "fit_session",
+    "fit_single_trial",
+    "library",
+]

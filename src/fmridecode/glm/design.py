@@ -1,8 +1,11 @@
 """Single-trial design matrices: one regressor per trial plus Legendre drift per run.
 
 Volume k of a run is sampled at time k * TR after the run starts. A trial's regressor is its
-HRF's boxcar response evaluated exactly at those times (``hrf.response(k*TR - onset)``), so
-onsets off the TR grid are modelled without rounding. Trials never reach across runs, so a
+HRF's boxcar response evaluated at those times (``hrf.response(k*TR - onset)``). Two onset
+modes: ``exact`` models onsets off the TR grid without rounding (response peak 1);
+``nearest`` is GLMsingle's convention: each onset moves to the nearest volume,
+floor(onset / TR + 0.5), and the response is the HRF sampled at multiples of the TR, scaled so
+that its largest sample is 1. Trials never reach across runs, so a
 session's design is block diagonal (one block per run) and the least-squares fit decouples
 into independent per-run fits; ``session_design`` builds the stacked matrix for methods
 that need it whole and for checking that equivalence.
@@ -17,7 +20,7 @@ import numpy as np
 from numpy.polynomial import legendre
 from scipy import linalg
 
-from fmridecode.glm.hrf import HRF
+from fmridecode.glm.hrf import HRF, SampledHRF
 from fmridecode.io import DataError
 
 #: Designs whose condition number exceeds this are refused as rank deficient.
@@ -29,11 +32,32 @@ def volume_times(n_vols: int, tr: float) -> np.ndarray:
     return np.arange(n_vols, dtype=float) * float(tr)
 
 
+#: The onset modes of ``trial_regressors``.
+ONSET_MODES = ("nearest", "exact")
+
+
+def onset_volumes(onsets: np.ndarray, tr: float) -> np.ndarray:
+    """GLMsingle's onset volume: floor(onset / TR + 0.5) (half-way ties go up)."""
+    return np.floor(np.asarray(onsets, dtype=float) / tr + 0.5).astype(np.int64)
+
+
 def trial_regressors(
-    onsets: np.ndarray, n_vols: int, tr: float, hrf: HRF, duration: float
+    onsets: np.ndarray,
+    n_vols: int,
+    tr: float,
+    hrf: HRF | SampledHRF,
+    duration: float,
+    mode: str = "exact",
 ) -> np.ndarray:
     """(n_vols, n_trials): column j is the boxcar response to trial j at times k * TR."""
     onsets = np.asarray(onsets, dtype=float)
+    if mode == "nearest":
+        shifted = onset_volumes(onsets, tr) * float(tr)
+        peak = hrf.response(volume_times(int(60.0 / tr) + 2, tr), duration).max()
+        t = volume_times(n_vols, tr)[:, None] - shifted[None, :]
+        return hrf.response(t, duration) / peak
+    if mode != "exact":
+        raise ValueError(f"onset mode must be one of {ONSET_MODES}, got {mode!r}")
     t = volume_times(n_vols, tr)[:, None] - onsets[None, :]
     return hrf.response(t, duration)
 
@@ -60,6 +84,7 @@ def run_design(
     duration: float,
     degree: int,
     name: str = "run",
+    mode: str = "exact",
 ) -> np.ndarray:
     """(n_vols, n_trials + degree + 1): trial regressors then drift regressors of one run.
 
@@ -80,7 +105,17 @@ def run_design(
             f"{name}: {n_vols} volumes cannot fit {n_trials} trials plus {degree + 1} drift "
             "regressors"
         )
-    trials = trial_regressors(onsets, n_vols, tr, hrf, duration)
+    if mode == "nearest":
+        vols = onset_volumes(onsets, tr)
+        same = np.flatnonzero(np.diff(np.sort(vols)) == 0)
+        if same.size:
+            v = int(np.sort(vols)[same[0]])
+            raise DataError(
+                f"{name}: two trials fall on volume {v} (onsets within one TR of "
+                f"{v * tr:.2f} s); with glm.onsets: nearest every trial needs its own volume "
+                "(use glm.onsets: exact, or drop one of the trials)"
+            )
+    trials = trial_regressors(onsets, n_vols, tr, hrf, duration, mode)
     dead = np.flatnonzero(np.abs(trials).max(axis=0) < 1e-6)
     if dead.size:
         j = int(dead[0])

@@ -1,16 +1,10 @@
-"""Single-trial GLM: one beta per trial and voxel, each voxel's HRF picked from a library.
+"""Fitting entry points of the glm stage: arrays (``fit_runs``) and BIDS runs (``fit_session``).
 
-For every candidate HRF the design (trial regressors + Legendre drift per run, see
-``design``) is factorised once (QR) and applied to all voxels at once. Because trials never
-reach across runs the session design is block diagonal, so this is done run by run; the
-result is identical to fitting the stacked design. Each voxel keeps the HRF with the largest
-R2, where R2 (%) = 100 * (1 - SS_residual / SS_after_drift): the variance left after
-removing each run's drift that the trial regressors explain (as GLMsingle projects out
-polynomials first). Betas are converted to % signal change by dividing by the voxel's mean
-signal over all runs and multiplying by 100.
-
-This is the first stage of the GLMsingle method (its "FITHRF" step); GLMdenoise noise
-regressors and fractional ridge regression are to be added on top of these pieces.
+``fit_runs`` checks the inputs (shapes, finite values, event columns), builds the
+chronological trial table (condition = index of the sorted stimulus ids, so repeats of an
+image are one condition) and runs the GLMsingle method of ``single``. ``fit_session`` reads a
+subject-session's BOLD runs inside a brain mask through the BIDS reader first.
+``fit_single_trial`` is type B alone, kept as a small API for the library-HRF fit.
 """
 
 from __future__ import annotations
@@ -23,12 +17,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from scipy import linalg
 from tqdm import tqdm
 
 from fmridecode.datasets.bids import Run, bids_root, load_bold, read_events, repetition_time
 from fmridecode.glm import hrf as hrf_lib
-from fmridecode.glm.design import drift_degree, drift_regressors, run_design
+from fmridecode.glm.single import TYPES, GLMOptions, GLMSingleResult, fit_glm
 from fmridecode.io import DataError
 
 #: Grids whose affines differ by more than this (mm) are refused as different.
@@ -94,6 +87,8 @@ def _trials_table(events: Sequence[pd.DataFrame]) -> pd.DataFrame:
         )
     trials = pd.concat(parts, ignore_index=True)
     trials.insert(0, "trial", np.arange(len(trials)))
+    conditions = np.unique(trials["stim_id"].to_numpy())
+    trials["condition"] = np.searchsorted(conditions, trials["stim_id"].to_numpy())
     return trials
 
 
@@ -109,17 +104,38 @@ def _warn_durations(events: Sequence[pd.DataFrame], stim_dur: float, names: list
                 )
 
 
-def _trial_factors(
-    X: np.ndarray, n_trials: int, drift_q: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """QR (Q, R) of a run's trial regressors with its drift projected out.
+def fit_runs(
+    data: list[np.ndarray],
+    events: list[pd.DataFrame],
+    tr: float,
+    stim_dur: float,
+    options: GLMOptions | None = None,
+    *,
+    progress: bool = True,
+    run_names: Sequence[str] | None = None,
+) -> GLMSingleResult:
+    """GLMsingle types A-D for runs fitted together.
 
-    By Frisch-Waugh-Lovell, the trial betas of the full design are R^-1 Q^T Y for any data
-    Y, and the residual is the drift-free data minus its projection on Q.
+    ``data``: one (T_r, V) array per run (the same V voxels in every run); ``events``: one
+    table per run with ``onset`` (s from the run's first volume) and ``stim_id``; trials with
+    the same ``stim_id`` are repeats of one condition (what cross-validation needs).
+    ``run_names`` label runs in error messages.
     """
-    trials = X[:, :n_trials]
-    trials = trials - drift_q @ (drift_q.T @ trials)
-    return np.linalg.qr(trials)
+    opts = options or GLMOptions()
+    names = list(run_names) if run_names is not None else [f"run {r}" for r in range(len(data))]
+    _check_inputs(data, events, tr, names)
+    if opts.chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {opts.chunk_size}")
+    unknown = set(opts.types) - set(TYPES)
+    if unknown or not opts.types:
+        raise ValueError(f"GLM types must be a non-empty subset of {TYPES}, got {opts.types}")
+    _warn_durations(events, stim_dur, names)
+    trials = _trials_table(events)
+    if len(trials) == 0:
+        raise DataError(f"{names[0]}...: no trials in any run, the single-trial design is empty")
+    return fit_glm(
+        data, trials, [Y.shape[0] for Y in data], tr, stim_dur, opts, names, progress=progress
+    )
 
 
 def fit_single_trial(
@@ -134,116 +150,31 @@ def fit_single_trial(
     progress: bool = True,
     hrfs: Sequence[hrf_lib.HRF] | None = None,
     run_names: Sequence[str] | None = None,
+    onsets: str = "exact",
 ) -> GLMResult:
-    """Fit single-trial betas for one session.
+    """Type B alone (library HRF per voxel, OLS), as a ``GLMResult``.
 
-    ``data``: one (T_r, V) array per run (the same V voxels in every run); ``events``: one
-    table per run with ``onset`` (s from the run's first volume) and ``stim_id``.
-    ``library``: choose each voxel's HRF from ``hrf.library()`` (else the canonical HRF);
-    ``hrfs`` overrides the candidates. ``poly_degree``: drift degree for every run (None:
-    round(run minutes / 2), at least 1). ``run_names`` label runs in error messages.
+    ``library``: choose among ``hrf.library()`` (else the canonical HRF); ``hrfs`` overrides
+    the candidates. ``onsets``: "exact" (default here) or "nearest".
     """
-    names = list(run_names) if run_names is not None else [f"run {r}" for r in range(len(data))]
-    n_vox = _check_inputs(data, events, tr, names)
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    _warn_durations(events, stim_dur, names)
-    candidates = (
-        list(hrfs)
-        if hrfs is not None
-        else (hrf_lib.library() if library else [hrf_lib.canonical()])
+    cands = tuple(hrfs) if hrfs is not None else None
+    opts = GLMOptions(
+        types=("B",),
+        library=library,
+        poly_degree=poly_degree,
+        chunk_size=chunk_size,
+        hrfs=cands,
+        onsets=onsets,
     )
-    trials = _trials_table(events)
-    onsets = [trials.loc[trials["run"] == r, "onset"].to_numpy() for r in range(len(data))]
-    n_per_run = [len(o) for o in onsets]
-    if sum(n_per_run) == 0:
-        raise DataError(f"{names[0]}...: no trials in any run, the single-trial design is empty")
-    n_vols = [Y.shape[0] for Y in data]
-    degrees = [drift_degree(T, tr) if poly_degree is None else int(poly_degree) for T in n_vols]
-    starts = np.concatenate([[0], np.cumsum(n_per_run)])
-
-    # Frisch-Waugh: per run, project the drift out of data and trial regressors; one QR of
-    # the drift-free trial regressors per (HRF, run), shared by all voxels.
-    drift_q = [
-        np.linalg.qr(drift_regressors(T, d))[0] for T, d in zip(n_vols, degrees, strict=True)
-    ]
-    factors = [
-        [
-            _trial_factors(
-                run_design(onsets[r], n_vols[r], tr, h, stim_dur, degrees[r], names[r]),
-                n_per_run[r],
-                drift_q[r],
-            )
-            for r in range(len(data))
-        ]
-        for h in candidates
-    ]
-
-    total = sum(n_vols)
-    mean = np.zeros(n_vox)
-    for Y in data:
-        mean += Y.sum(axis=0, dtype=np.float64)
-    mean /= total
-    bad = np.flatnonzero(mean <= 0)
-    if bad.size:
-        raise DataError(
-            f"{names[0]}...: {bad.size} voxels (first: column {int(bad[0])}) have a mean signal "
-            "<= 0, so % signal change is undefined; mask them out"
-        )
-
-    n_trials = int(starts[-1])
-    betas = np.zeros((n_trials, n_vox), dtype=np.float32)
-    hrf_index = np.zeros(n_vox, dtype=np.int64)
-    r2 = np.zeros(n_vox, dtype=np.float32)
-    chunks = [slice(a, min(a + chunk_size, n_vox)) for a in range(0, n_vox, chunk_size)]
-    bar = tqdm(
-        total=len(chunks) * len(candidates), desc="GLM (voxel chunk x HRF)", disable=not progress
-    )
-    for sl in chunks:
-        n = sl.stop - sl.start
-        # drift-free data per run, and its sum of squares (the R2 denominator)
-        Yd = []
-        for Q, Y in zip(drift_q, data, strict=True):
-            Y = np.asarray(Y[:, sl], dtype=np.float64)
-            Yd.append(Y - Q @ (Q.T @ Y))
-        ss_drift = sum(np.einsum("ij,ij->j", Y, Y) for Y in Yd)
-        best_ss = np.full(n, np.inf)
-        best_qty = np.zeros((n_trials, n))
-        best_h = np.zeros(n, dtype=np.int64)
-        qty = np.empty((n_trials, n))
-        for h, run_factors in enumerate(factors):
-            for r, ((Q, _), Y) in enumerate(zip(run_factors, Yd, strict=True)):
-                np.matmul(Q.T, Y, out=qty[starts[r] : starts[r + 1]])
-            # residual SS = SS after drift - SS explained by the (orthonormal) trial basis
-            ss = np.maximum(ss_drift - np.einsum("ij,ij->j", qty, qty), 0.0)
-            better = ss < best_ss
-            best_ss[better] = ss[better]
-            np.copyto(best_qty, qty, where=better[None, :])
-            best_h[better] = h
-            bar.update()
-        best_b = np.empty_like(best_qty)
-        for h, run_factors in enumerate(factors):
-            cols = np.flatnonzero(best_h == h)
-            if cols.size == 0:
-                continue
-            for r, (_, R) in enumerate(run_factors):
-                rows = slice(starts[r], starts[r + 1])
-                best_b[rows, cols] = linalg.solve_triangular(R, best_qty[rows][:, cols])
-        m = mean[sl]
-        betas[:, sl] = (best_b * (100.0 / m)).astype(np.float32)
-        hrf_index[sl] = best_h
-        with np.errstate(divide="ignore", invalid="ignore"):
-            frac = np.where(ss_drift > 0, best_ss / np.where(ss_drift > 0, ss_drift, 1.0), 1.0)
-        r2[sl] = (100.0 * (1.0 - frac)).astype(np.float32)
-    bar.close()
+    res = fit_runs(data, events, tr, stim_dur, opts, progress=progress, run_names=run_names)
     return GLMResult(
-        betas=betas,
-        hrf_index=hrf_index,
-        r2=r2,
-        mean=mean.astype(np.float32),
-        trials=trials,
-        hrfs=candidates,
-        poly_degrees=degrees,
+        betas=res.betas["B"],
+        hrf_index=res.hrf_index,
+        r2=res.r2["B"],
+        mean=res.mean,
+        trials=res.trials.drop(columns="condition"),
+        hrfs=res.hrfs,
+        poly_degrees=res.poly_degrees,
     )
 
 
@@ -268,30 +199,49 @@ def _load_mask(mask_img: nib.Nifti1Image | str | Path) -> tuple[np.ndarray, np.n
     return mask, np.asarray(mask_img.affine), name
 
 
-def fit_session(
+@dataclass
+class SessionFit:
+    """A fit of BIDS runs inside a brain mask: the result plus where its voxels live."""
+
+    result: GLMSingleResult
+    mask: np.ndarray  #: (X, Y, Z) bool; the result's voxels are ``mask``'s True voxels, C order
+    affine: np.ndarray
+    trials: pd.DataFrame  #: trial, session, run (BIDS run label), onset, stim_id
+
+
+@dataclass
+class SessionData:
+    """BOLD runs inside a brain mask, ready to fit."""
+
+    data: list[np.ndarray]  #: one (T_r, V) float32 array per run, V = mask voxels in C order
+    events: list[pd.DataFrame]
+    tr: float
+    mask: np.ndarray
+    affine: np.ndarray
+    names: list[str]  #: the runs' BOLD paths, for messages
+
+
+def load_session(
     runs: list[Run],
     mask_img: nib.Nifti1Image | str | Path,
-    stim_dur: float,
-    **kw,
-) -> tuple[nib.Nifti1Image, pd.DataFrame, nib.Nifti1Image]:
-    """Fit one subject-session's runs inside a brain mask; outputs as in CONTRACTS.md.
+    *,
+    progress: bool = True,
+    allow_sessions: bool = False,
+) -> SessionData:
+    """Read one subject-session's runs (``allow_sessions``: several) inside a brain mask.
 
-    Returns (betas 4D float32 (X, Y, Z, n_trials) in % signal change, 0 outside the mask;
-    trials table ``trial, session, run, onset, stim_id`` with ``run`` the BIDS run number;
-    voxels 4D float32 (X, Y, Z, 2): [..., 0] R2 %, [..., 1] HRF index). ``kw`` goes to
-    ``fit_single_trial``. All runs must be on the mask's grid and share one TR.
+    All runs must be on the mask's grid and share one TR.
     """
     if not runs:
         raise DataError("fit_session: no runs given")
     keys = {(r.subject, r.session) for r in runs}
-    if len(keys) != 1:
+    if len(keys) != 1 and not allow_sessions:
         raise DataError(
             f"{runs[0].bold_path}: runs span several subject/sessions {sorted(keys, key=str)}"
         )
     mask, affine, mask_name = _load_mask(mask_img)
-
     data, events, trs = [], [], []
-    for run in tqdm(runs, desc="load runs", disable=not kw.get("progress", True)):
+    for run in tqdm(runs, desc="load runs", disable=not progress):
         img = load_bold(run)
         if img.shape[:3] != mask.shape:
             raise DataError(
@@ -313,27 +263,29 @@ def fit_session(
         raise DataError(
             f"{runs[i].bold_path}: TR {trs[i]} s differs from {runs[0].bold_path.name}'s {trs[0]} s"
         )
+    return SessionData(data, events, trs[0], mask, affine, [str(r.bold_path) for r in runs])
 
-    res = fit_single_trial(
-        data, events, trs[0], stim_dur, run_names=[str(r.bold_path) for r in runs], **kw
-    )
-    shape = mask.shape
-    betas = np.zeros((*shape, res.betas.shape[0]), dtype=np.float32)
-    betas[mask] = res.betas.T
-    voxels = np.zeros((*shape, 2), dtype=np.float32)
-    voxels[mask, 0] = res.r2
-    voxels[mask, 1] = res.hrf_index.astype(np.float32)
 
-    trials = res.trials.copy()
+def session_trials(res_trials: pd.DataFrame, runs: list[Run]) -> pd.DataFrame:
+    """The trial table with BIDS session and run labels: trial, session, run, onset, stim_id."""
+    trials = res_trials.copy()
+    trials.insert(1, "session", [runs[i].session or "" for i in trials["run"]])
     trials["run"] = [runs[i].run for i in trials["run"]]
-    trials.insert(1, "session", runs[0].session if runs[0].session is not None else "")
-    trials = trials[["trial", "session", "run", "onset", "stim_id"]]
-    return _image(betas, affine), trials, _image(voxels, affine)
+    return trials[["trial", "session", "run", "onset", "stim_id"]]
 
 
-def _image(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
-    img = nib.Nifti1Image(data, affine)
-    img.header.set_xyzt_units("mm")
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    return img
+def fit_session(
+    runs: list[Run],
+    mask_img: nib.Nifti1Image | str | Path,
+    stim_dur: float,
+    options: GLMOptions | None = None,
+    *,
+    progress: bool = True,
+    allow_sessions: bool = False,
+) -> SessionFit:
+    """Fit one subject-session's runs inside a brain mask (``allow_sessions``: several)."""
+    ses = load_session(runs, mask_img, progress=progress, allow_sessions=allow_sessions)
+    res = fit_runs(
+        ses.data, ses.events, ses.tr, stim_dur, options, progress=progress, run_names=ses.names
+    )
+    return SessionFit(res, ses.mask, ses.affine, session_trials(res.trials, runs))

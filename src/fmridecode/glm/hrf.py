@@ -1,12 +1,22 @@
-"""Haemodynamic response functions: a canonical HRF and a library of shapes.
+"""Haemodynamic response functions: a canonical HRF and libraries of shapes.
 
-Every HRF here is a double gamma, h(t) = g(t; a1, s) - ratio * g(t; a2, s), with g the
-gamma density of shape a and scale s. The canonical HRF is SPM's (a1=6, a2=16, ratio=1/6,
-s=1; impulse peak at 4.9985 s). The library time-stretches it: HRF i has scale
-``peak_s / CANONICAL_PEAK_S`` so that its impulse response peaks exactly at ``peak_s``, with
-``LIBRARY_PEAKS_S`` = 3.0, 3.3, ..., 9.0 s (21 shapes). Stretching keeps the canonical
-shape (undershoot at ~2.4x the peak time, undershoot/peak ratio fixed) and widens the
-response as it slows, as in measured HRFs.
+``library()`` is GLMsingle's library: 20 impulse responses tabulated every 0.1 s (the
+``getcanonicalhrflibrary`` table of cvnlab/GLMsingle, BSD-3-Clause, derived from NSD; shipped
+as ``data/glmsingle_hrf_library.tsv``). They are ``SampledHRF``: the boxcar response is the
+0.1 s convolution with a ``duration`` boxcar, evaluated at any time by PCHIP interpolation,
+as GLMsingle does before sampling at the TR.
+
+``glmsingle_canonical()`` is GLMsingle's canonical HRF (its ``basichrf`` table, same source),
+used for the on-off model (type A) and when the library is off.
+
+``stretched_library()`` and ``canonical()`` are double gammas:
+h(t) = g(t; a1, s) - ratio * g(t; a2, s), with g the gamma density of shape a and scale s.
+The canonical HRF is SPM's (a1=6, a2=16, ratio=1/6, s=1; impulse peak at 4.9985 s). The
+stretched library time-stretches it: HRF i has scale ``peak_s / CANONICAL_PEAK_S`` so
+that its impulse response peaks exactly at ``peak_s``, with ``LIBRARY_PEAKS_S`` = 3.0,
+3.3, ..., 9.0 s (21 shapes). Stretching keeps the canonical shape (undershoot at ~2.4x the
+peak time, undershoot/peak ratio fixed) and widens the response as it slows, as in
+measured HRFs.
 
 The response to a stimulus of ``duration`` seconds (boxcar convolved with h) is computed
 in closed form from the gamma CDFs, so it can be evaluated exactly at any time (off the TR
@@ -18,9 +28,10 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from importlib import resources
 
 import numpy as np
-from scipy import optimize, special
+from scipy import interpolate, optimize, special
 
 #: Impulse peak times of the library HRFs, in seconds (index = HRF index).
 LIBRARY_PEAKS_S: tuple[float, ...] = tuple(round(3.0 + 0.3 * i, 1) for i in range(21))
@@ -124,9 +135,76 @@ def canonical() -> HRF:
     return HRF(1.0)
 
 
-def library() -> list[HRF]:
-    """The HRF library: 21 time-stretched canonical HRFs, impulse peaks 3.0 to 9.0 s."""
+def stretched_library() -> list[HRF]:
+    """21 time-stretched canonical HRFs, impulse peaks 3.0 to 9.0 s (a smooth alternative)."""
     return [HRF(p / CANONICAL_PEAK_S) for p in LIBRARY_PEAKS_S]
+
+
+#: Sampling step of the GLMsingle library table (s).
+SAMPLED_DT = 0.1
+
+
+@dataclass(frozen=True)
+class SampledHRF:
+    """An impulse response tabulated every ``dt`` seconds from t = 0 (GLMsingle's format).
+
+    ``response(t, duration)``: the table convolved with a boxcar of round(duration / dt)
+    samples (at least 1), PCHIP-interpolated at ``t`` and scaled so the table's peak is 1;
+    0 before the onset and after the table ends.
+    """
+
+    values: tuple[float, ...]
+    dt: float = SAMPLED_DT
+
+    @property
+    def peak_s(self) -> float:
+        """Time of the impulse response's peak (seconds)."""
+        return float(np.argmax(self.values)) * self.dt
+
+    def impulse(self, t: np.ndarray) -> np.ndarray:
+        return self.response(t, 0.0)
+
+    def response(self, t: np.ndarray, duration: float) -> np.ndarray:
+        if duration < 0 or not np.isfinite(duration):
+            raise ValueError(f"stimulus duration must be finite and >= 0, got {duration}")
+        n = max(1, round(duration / self.dt))
+        table = _boxcar_table(self.values, self.dt, n)
+        t = np.asarray(t, dtype=float)
+        inside = (t >= 0) & (t <= (len(table) - 1) * self.dt)
+        out = np.zeros(t.shape)
+        out[inside] = _pchip(self.values, self.dt, n)(t[inside])
+        return out / table.max()
+
+
+@functools.lru_cache(maxsize=256)
+def _boxcar_table(values: tuple[float, ...], dt: float, n: int) -> np.ndarray:
+    return np.convolve(np.asarray(values), np.ones(n))
+
+
+@functools.lru_cache(maxsize=256)
+def _pchip(values: tuple[float, ...], dt: float, n: int) -> interpolate.PchipInterpolator:
+    table = _boxcar_table(values, dt, n)
+    return interpolate.PchipInterpolator(np.arange(len(table)) * dt, table, extrapolate=False)
+
+
+@functools.cache
+def glmsingle_canonical() -> SampledHRF:
+    """GLMsingle's canonical HRF (its ``basichrf`` table, 0.1 s steps): types A and no-library."""
+    path = resources.files("fmridecode.glm") / "data" / "glmsingle_canonical_hrf.tsv"
+    table = np.loadtxt(str(path))
+    if table.ndim != 1 or not np.all(np.isfinite(table)):
+        raise RuntimeError(f"{path}: expected a finite column of numbers, got {table.shape}")
+    return SampledHRF(tuple(float(v) for v in table))
+
+
+@functools.cache
+def library() -> list[SampledHRF]:
+    """GLMsingle's library: 20 HRFs (index 0..19 = GLMsingle's HRFindex), 0.1 s tables."""
+    path = resources.files("fmridecode.glm") / "data" / "glmsingle_hrf_library.tsv"
+    table = np.loadtxt(str(path))
+    if table.shape != (501, 20) or not np.all(np.isfinite(table)):
+        raise RuntimeError(f"{path}: expected a finite 501 x 20 table, got {table.shape}")
+    return [SampledHRF(tuple(float(v) for v in col)) for col in table.T]
 
 
 def sample(hrfs: list[HRF], duration: float, dt: float = 0.1, length_s: float = 40.0) -> np.ndarray:
