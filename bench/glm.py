@@ -83,7 +83,9 @@ def simulate(n_vox: int, n_runs: int, n_vols: int, seed: int, out: Path) -> None
     np.savez(out / "truth.npz", amplitudes=np.concatenate(amps), responsive=responsive)
 
 
-def worker(which: str, folder: Path, official_path: str | None) -> None:
+def worker(
+    which: str, folder: Path, official_path: str | None, backend: str, chunklen: int
+) -> None:
     """Child process: fit, save betas per type, print timing and peak memory as JSON."""
     data = np.load(folder / "data.npy", mmap_mode="r")
     events = pd.read_parquet(folder / "events.parquet")
@@ -94,9 +96,8 @@ def worker(which: str, folder: Path, official_path: str | None) -> None:
         from fmridecode.glm.fit import fit_runs
         from fmridecode.glm.single import GLMOptions
 
-        res = fit_runs(
-            runs, ev, TR, STIM_DUR, GLMOptions(onsets="nearest", chunk_size=5000), progress=False
-        )
+        opts = GLMOptions(onsets="nearest", chunk_size=chunklen, backend=backend)
+        res = fit_runs(runs, ev, TR, STIM_DUR, opts, progress=False)
         betas = {t: b.T for t, b in res.betas.items()}  # (V, trials)
     else:
         sys.path.insert(0, official_path)
@@ -126,8 +127,10 @@ def rows_r(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))
 
 
-def run_child(which: str, folder: Path, official: str | None) -> dict:
+def run_child(which: str, folder: Path, args: argparse.Namespace) -> dict:
+    official = args.official
     cmd = [sys.executable, __file__, "--worker", which, "--folder", str(folder)]
+    cmd += ["--backend", args.backend, "--chunklen", str(args.chunklen)]
     if official:
         cmd += ["--official", official]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -143,11 +146,15 @@ def main() -> None:
     ap.add_argument("--vols", type=int, default=226)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--official", help="folder from which the official glmsingle is importable")
+    ap.add_argument(
+        "--backend", default="numpy", choices=["numpy", "torch"], help="ours: array library"
+    )
+    ap.add_argument("--chunklen", type=int, default=5000, help="ours: voxels per chunk")
     ap.add_argument("--worker", choices=["ours", "official"], help=argparse.SUPPRESS)
     ap.add_argument("--folder", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        worker(args.worker, Path(args.folder), args.official)
+        worker(args.worker, Path(args.folder), args.official, args.backend, args.chunklen)
         return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -162,7 +169,7 @@ def main() -> None:
         names = ["ours"] + (["official"] if args.official else [])
         stats = {}
         for which in names:
-            stats[which] = run_child(which, folder, args.official)
+            stats[which] = run_child(which, folder, args)
             rec = {
                 t: float(
                     np.nanmedian(
@@ -178,7 +185,8 @@ def main() -> None:
             )
         summary = (
             f"glm bench: {args.voxels} voxels, {args.runs}x{args.vols} vols, "
-            f"{args.runs * TRIALS_PER_RUN} trials | ours {stats['ours']['wall_s']:.1f} s, "
+            f"{args.runs * TRIALS_PER_RUN} trials | ours ({args.backend}, "
+            f"chunklen {args.chunklen}) {stats['ours']['wall_s']:.1f} s, "
             f"{stats['ours']['peak_mb']:.0f} MB, recovery D {stats['ours']['recovery']['D']:.3f}"
         )
         if args.official:

@@ -15,6 +15,7 @@ rule glm:
             "glm/xval.py",
             "glm/outputs.py",
             "glm/official.py",
+            "glm/backend.py",
         ),
         bids=f"{OUT}/bids/sub-{{subject}}",
         sidecar=f"{OUT}/bids/task-images_bold.json",
@@ -32,9 +33,15 @@ rule glm:
     benchmark:
         f"{OUT}/benchmarks/glm/sub-{{subject}}_ses-{{session}}.tsv"
     conda:
-        "../envs/glmsingle.yaml"
-        if config["glm"]["method"] == "glmsingle"
-        else "../envs/data.yaml"
+        (
+            "../envs/glmsingle.yaml"
+            if config["glm"]["method"] == "glmsingle"
+            else (
+                "../envs/torch.yaml"
+                if config["glm"]["backend"] == "torch"
+                else "../envs/data.yaml"
+            )
+        )
     threads: 1
     resources:
         mem_mb=4000,

@@ -129,3 +129,55 @@ def test_types_c_d_need_repeats_across_runs() -> None:
         fit_runs(data, ev, TR, 3.0, GLMOptions(), progress=False, run_names=["r1.nii.gz", "r2"])
     res = fit_runs(data, ev, TR, 3.0, GLMOptions(types=("A", "B")), progress=False)
     assert set(res.betas) == {"B"} and set(res.r2) == {"A", "B"}
+
+
+def test_runs_of_different_lengths_fit_all_types() -> None:
+    """Per-run drift and per-run noise PCs: runs need not share a length."""
+    rng = np.random.default_rng(5)
+    lengths = [100, 130, 115]
+    ids = [f"s{i}" for i in range(8)]
+    ev, data = [], []
+    for T in lengths:
+        ev.append(
+            pd.DataFrame({"onset": 4.4 + 8.0 * np.arange(8), "stim_id": rng.permutation(ids)})
+        )
+        data.append(1000 + 3 * rng.standard_normal((T, 60)))
+    opts = GLMOptions(n_pcs=3, brain_r2=50.0, pc_r2_cutoff=0.0)
+    res = fit_runs(data, ev, TR, 3.0, opts, progress=False)
+    assert [p.shape for p in res.pc_regressors] == [(T, 4) for T in lengths]
+    for t in "BCD":
+        assert res.betas[t].shape == (24, 60) and np.all(np.isfinite(res.betas[t]))
+    assert res.r2_run["D"].shape == (3, 60)
+
+
+def test_torch_backend_gives_the_numpy_results() -> None:
+    """glm.backend: torch (here on the CPU) computes the same fit as numpy, type by type."""
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(6)
+    ids = [f"s{i}" for i in range(10)]
+    ev = [
+        pd.DataFrame({"onset": 4.4 + 8.0 * np.arange(10), "stim_id": rng.permutation(ids)})
+        for _ in range(3)
+    ]
+    X = [design.trial_regressors(e["onset"], 110, TR, hrf.library()[12], 3.0) for e in ev]
+    effect = rng.uniform(0.5, 2.0, (10, 40))
+    data = [
+        1000
+        + 10 * x @ effect[[ids.index(i) for i in e["stim_id"]]]
+        + 4 * rng.standard_normal((110, 40))
+        for x, e in zip(X, ev, strict=True)
+    ]
+    data = [np.hstack([d, 1000 + 4 * rng.standard_normal((110, 30))]) for d in data]  # noise voxels
+    for base in (GLMOptions(n_pcs=3, chunk_size=25), GLMOptions(pcstop=-2, chunk_size=25)):
+        ref = fit_runs(data, ev, TR, 3.0, base, progress=False)
+        torch_opts = GLMOptions(**{**base.__dict__, "backend": "torch"})
+        tor = fit_runs(data, ev, TR, 3.0, torch_opts, progress=False)
+        assert ref.pcnum == tor.pcnum
+        if base.pcstop > 0:  # the cross-validation curve over 0..3 PCs
+            np.testing.assert_allclose(tor.glmbadness, ref.glmbadness, rtol=1e-6)
+        np.testing.assert_array_equal(ref.hrf_index, tor.hrf_index)
+        np.testing.assert_array_equal(ref.frac, tor.frac)
+        for t in "BCD":
+            np.testing.assert_allclose(tor.betas[t], ref.betas[t], rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(tor.r2[t], ref.r2[t], atol=1e-4)
+    assert ref.pcnum == 2 and len(np.unique(ref.frac)) > 3  # PCs used, fractions vary

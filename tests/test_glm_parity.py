@@ -164,3 +164,25 @@ def test_parity_recovery_of_the_truth(same, exact, ref) -> None:
     for t in "BCD":
         assert ours_same[t] >= official[t] - 1e-4, (t, ours_same, official)
         assert ours_exact[t] >= official[t], (t, ours_exact, official)
+
+
+def test_parity_official_adapter(ref) -> None:
+    """glm.method: glmsingle: runs the official package when importable, else says how to get it."""
+    from fmridecode.glm.official import INSTALL_HINT, fit_session_official
+
+    mask = next(PARITY.glob("sub-01/*brain_mask.nii.gz"))
+    runs = find_runs(PARITY, "01", session="01")
+    try:
+        import glmsingle  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="pip install git\\+https://github.com/cvnlab"):
+            fit_session_official(runs, mask, 3.0, progress=False)
+        assert "glm.method: ours" in INSTALL_HINT
+        return
+    # with the package: the adapter's output agrees with ours as in the tests above
+    official = fit_session_official(runs, mask, 3.0, GLMOptions(onsets="nearest"), progress=False)
+    ours = fit_session(runs, mask, 3.0, GLMOptions(onsets="nearest"), progress=False)
+    np.testing.assert_array_equal(ours.result.hrf_index, official.result.hrf_index)
+    for t, bound in (("B", 0.9999), ("C", 0.99), ("D", 0.99)):
+        r = rows_r(ours.result.betas[t].T, official.result.betas[t].T)
+        assert np.nanmedian(r) >= bound, t

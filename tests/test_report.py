@@ -51,6 +51,7 @@ def metrics_frame() -> pd.DataFrame:
             {**base, "mapper": "ridge", "generator": "tiny", "metric": "pixcorr", "value": 0.3},
             {**base, "mapper": "ridge", "generator": "lowlevel", "metric": "pixcorr", "value": 0.5},
             {**base, "mapper": "none", "metric": "glm_recovery_r", "glm_type": "B", "value": 0.6},
+            {**base, "mapper": "none", "metric": "glm_recovery_r", "glm_type": "D", "value": 0.65},
         ]
     return pd.DataFrame(rows)
 
@@ -60,7 +61,8 @@ def test_headline_table_picks_forward_and_separates_recon():
     assert head.loc["01", "R@1 image"] == 0.5  # forward, not backward
     assert head.loc["02", "R@1 image"] == 0.25
     assert head.loc["01", "2-way image emb."] == 0.9  # the prediction, not the recon
-    assert head.loc["01", "GLM recovery r"] == 0.6
+    assert head.loc["01", "GLM recovery r (B)"] == 0.6  # one column per GLM type
+    assert head.loc["01", "GLM recovery r (D)"] == 0.65
     assert "PixCorr" not in head.columns  # reconstructions have their own table
 
 

@@ -14,8 +14,11 @@ SVD of the whole design.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+
+from fmridecode.glm.backend import NUMPY, Backend
 
 BIG_BIAS = 1e4
 SMALL_BIAS = 1e-2
@@ -33,53 +36,49 @@ def alpha_grid(singular_values: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], 10.0 ** np.arange(lo, hi, BIAS_STEP)])
 
 
-def _interp_rows(f: float, ratio: np.ndarray, x: np.ndarray) -> np.ndarray:
+def _interp_rows(f: float, ratio: Any, x: Any, bk: Backend) -> Any:
     """Per column v: np.interp(f, ratio[::-1, v], x[::-1]) for ratio decreasing along axis 0."""
-    r = ratio[::-1]  # increasing
-    xs = x[::-1]
+    r = bk.flip0(ratio)  # increasing
+    xs = bk.flip0(x)
     g = r.shape[0]
-    k = (r < f).sum(axis=0)  # first index with r >= f
-    hi = np.clip(k, 1, g - 1)
+    k = (r < f).sum(0)  # first index with r >= f
+    hi = bk.clip(k, 1, g - 1)
     lo = hi - 1
-    cols = np.arange(r.shape[1])
+    cols = bk.index(np.arange(r.shape[1]))
     r0, r1 = r[lo, cols], r[hi, cols]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w = np.where(r1 > r0, (f - r0) / (r1 - r0), 1.0)
-    w = np.clip(w, 0.0, 1.0)
+    w = bk.clip(bk.divide(f - r0, r1 - r0, 1.0), 0.0, 1.0)
+    w = bk.where(r1 > r0, w, 1.0)
     out = xs[lo] + w * (xs[hi] - xs[lo])
-    out = np.where(k == 0, xs[0], out)
-    return np.where(k >= g, xs[-1], out)
+    out = bk.where(k == 0, xs[0], out)
+    return bk.where(k >= g, xs[-1], out)
 
 
 def frac_ridge(
-    blocks: Sequence[np.ndarray], targets: Sequence[np.ndarray], fracs: Sequence[float]
-) -> tuple[list[list[np.ndarray]], np.ndarray]:
+    blocks: Sequence[Any], targets: Sequence[Any], fracs: Sequence[float], bk: Backend = NUMPY
+) -> tuple[list[list[Any]], Any]:
     """Fractional ridge of block-diagonal designs.
 
     ``blocks[r]`` (n_r, p_r) and ``targets[r]`` (n_r, V): the design block and data of run
-    r. Returns (coef, alphas): ``coef[i][r]`` (p_r, V) the coefficients of block r at
-    ``fracs[i]``, and ``alphas`` (len(fracs), V).
+    r, as arrays of backend ``bk``. Returns (coef, alphas): ``coef[i][r]`` (p_r, V) the
+    coefficients of block r at ``fracs[i]``, and ``alphas`` (len(fracs), V).
     """
-    svds = [np.linalg.svd(np.asarray(X, dtype=np.float64), full_matrices=False) for X in blocks]
+    svds = [bk.svd(X) for X in blocks]
     rot = []
     for (u, s, _), y in zip(svds, targets, strict=True):
-        with np.errstate(divide="ignore"):
-            c = (u.T @ np.asarray(y, dtype=np.float64)) / s[:, None]
-        c[s < SVD_TOL] = 0.0
-        rot.append(c)
-    s_all = np.concatenate([s for _, s, _ in svds])
-    c_all = np.concatenate(rot)  # (K, V) least-squares coefficients in the rotated basis
-    grid = alpha_grid(s_all)
+        keep = (s >= SVD_TOL)[:, None]
+        rot.append(bk.where(keep, bk.divide(u.T @ y, bk.where(keep, s[:, None], 1.0), 0.0), 0.0))
+    s_all = bk.cat([s for _, s, _ in svds])
+    c_all = bk.cat(rot)  # (K, V) least-squares coefficients in the rotated basis
+    grid = bk.array(alpha_grid(bk.numpy(s_all)))
     s2 = s_all**2
     shrink_sq = (s2 / (s2 + grid[:, None])) ** 2  # (G, K)
-    length = np.sqrt(shrink_sq @ c_all**2)  # (G, V)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(length[0] > 0, length / length[0], 1.0)
-    x = np.log1p(grid)
-    coefs, alphas = [], np.empty((len(fracs), c_all.shape[1]))
-    for i, f in enumerate(fracs):
-        alpha = np.expm1(_interp_rows(float(f), ratio, x))
-        alphas[i] = alpha
+    length = bk.sqrt(shrink_sq @ c_all**2)  # (G, V)
+    ratio = bk.where(length[0] > 0, bk.divide(length, length[0], 1.0), 1.0)
+    x = bk.log1p(grid)
+    coefs, alphas = [], []
+    for f in fracs:
+        alpha = bk.expm1(_interp_rows(float(f), ratio, x, bk))
+        alphas.append(alpha)
         per_block, start = [], 0
         for _, s, vt in svds:
             sl = slice(start, start + len(s))
@@ -87,22 +86,20 @@ def frac_ridge(
             shrink = s[:, None] ** 2 / (s[:, None] ** 2 + alpha[None, :])
             per_block.append(vt.T @ (shrink * c_all[sl]))
         coefs.append(per_block)
-    return coefs, alphas
+    return coefs, bk.stack(alphas)
 
 
-def match_scale(
-    betas: np.ndarray, reference: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def match_scale(betas: Any, reference: Any, bk: Backend = NUMPY) -> tuple[Any, Any, Any]:
     """Per column, the line a * betas + b that best fits ``reference`` (least squares).
 
     GLMsingle's autoscale of ridge betas towards the unregularised ones. Columns where the
     slope would be negative or undefined keep (a, b) = (1, 0). Returns (scaled, a, b).
     """
     xm, ym = betas.mean(0), reference.mean(0)
-    var = ((betas - xm) ** 2).sum(0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        slope = ((betas - xm) * (reference - ym)).sum(0) / var
-    ok = np.isfinite(slope) & (slope >= 0) & (var > 0)
-    slope = np.where(ok, slope, 1.0)
-    offset = np.where(ok, ym - slope * xm, 0.0)
+    dx = betas - xm
+    var = (dx**2).sum(0)
+    slope = bk.divide((dx * (reference - ym)).sum(0), var, 1.0)
+    ok = (var > 0) & (slope >= 0) & bk.isfinite(slope)
+    slope = bk.where(ok, slope, 1.0)
+    offset = bk.where(ok, ym - slope * xm, 0.0)
     return betas * slope + offset, slope, offset

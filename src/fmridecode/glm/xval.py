@@ -15,8 +15,11 @@ product per level instead of GLMsingle's loop over trials.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+
+from fmridecode.glm.backend import NUMPY, Backend
 
 
 def pair_matrix(conditions: np.ndarray, runs: np.ndarray) -> np.ndarray:
@@ -28,26 +31,27 @@ def pair_matrix(conditions: np.ndarray, runs: np.ndarray) -> np.ndarray:
     )
 
 
-def badness(betas: Sequence[np.ndarray], pairs: np.ndarray) -> np.ndarray:
+def badness(betas: Sequence[Any], pairs: Any, bk: Backend = NUMPY) -> np.ndarray:
     """(n_levels, V) leave-one-run-out squared error; ``betas[0]`` is the reference level.
 
-    ``betas``: one (n_trials, V) array per level. Voxels whose reference betas are constant
-    get a unit standard deviation (no division by zero).
+    ``betas``: one (n_trials, V) array per level and ``pairs`` the pair matrix, as arrays of
+    backend ``bk``. Voxels whose reference betas are constant get a unit standard deviation
+    (no division by zero).
     """
-    ref = np.asarray(betas[0], dtype=np.float64)
-    mean = ref.mean(axis=0)
-    sd = ref.std(axis=0, ddof=1)
-    sd = np.where(sd > 0, sd, 1.0)
+    ref = betas[0]
+    mean = ref.mean(0)
+    sd = bk.std1(ref)
+    sd = bk.where(sd > 0, sd, 1.0)
     z0 = (ref - mean) / sd
-    col = pairs.sum(axis=0)  # times trial s is a training trial
-    row = pairs.sum(axis=1)  # times trial t is a test trial
+    col = pairs.sum(0)  # times trial s is a training trial
+    row = pairs.sum(1)  # times trial t is a test trial
     cross = pairs.T @ z0  # (trials, V): summed test betas paired with training trial s
     const = row @ (z0**2)
-    out = np.empty((len(betas), ref.shape[1]))
-    for h, b in enumerate(betas):
-        z = (np.asarray(b, dtype=np.float64) - mean) / sd
-        out[h] = col @ (z**2) + const - 2.0 * np.einsum("sv,sv->v", z, cross)
-    return out
+    out = []
+    for b in betas:
+        z = (b - mean) / sd
+        out.append(col @ (z**2) + const - 2.0 * (z * cross).sum(0))
+    return bk.numpy(bk.stack(out))
 
 
 def has_repeats_across_runs(conditions: np.ndarray, runs: np.ndarray) -> bool:

@@ -56,8 +56,11 @@ def overview_figure(metrics: pd.DataFrame) -> bytes:
                 else rows
             )
         for _, r in rows.iterrows():
-            gen = r.get("generator")
-            labels.append(label if pd.isna(gen) else f"{label}\n{gen}")  # generators apart
+            gen, glm_type = r.get("generator"), r.get("glm_type")
+            if not pd.isna(glm_type):  # GLM types apart
+                labels.append(f"{label} ({glm_type})")
+            else:
+                labels.append(label if pd.isna(gen) else f"{label}\n{gen}")  # generators apart
             values.append(r["value"])
             subjects.append(r["subject"])
     fig, ax = plt.subplots(figsize=(10, 3.8))

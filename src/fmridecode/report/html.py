@@ -44,13 +44,12 @@ def headline_table(metrics: pd.DataFrame) -> pd.DataFrame:
             )
             if len(tw):
                 row[f"2-way {target} emb."] = tw["value"].mean()
-        for metric, label in (
-            ("glm_recovery_r", "GLM recovery r"),
-            ("noise_ceiling", "noise ceiling %"),
-        ):
-            rows = pick(subject=subject, metric=metric)
-            if len(rows):
-                row[label] = rows["value"].mean()
+        rec = pick(subject=subject, metric="glm_recovery_r")
+        for glm_type, rows in rec.groupby(rec.get("glm_type", pd.Series(index=rec.index))):
+            row[f"GLM recovery r ({glm_type})"] = rows["value"].mean()
+        ceiling = pick(subject=subject, metric="noise_ceiling")
+        if len(ceiling):
+            row["noise ceiling %"] = ceiling["value"].mean()
         out.append(row)
     return pd.DataFrame(out)
 
