@@ -57,3 +57,32 @@ rule embed:
         stim_dir=parent_of("images"),
     script:
         "../workflow_scripts/embed.py"
+
+
+rule embed_vd_tokens:
+    """versatile_diffusion targets: token embeddings of shown images and their captions."""
+    input:
+        lib("generators/versatile.py", "generators/hf_parts.py"),
+        model=local_model("versatile_diffusion"),
+        images=stim("images.npy"),
+        images_index=stim("images.index.parquet"),
+        captions=stim("captions.parquet"),
+    output:
+        image=f"{OUT}/embed/vd_image_tokens.npy",
+        image_index=f"{OUT}/embed/vd_image_tokens.index.parquet",
+        text=f"{OUT}/embed/vd_text_tokens.npy",
+        text_index=f"{OUT}/embed/vd_text_tokens.index.parquet",
+        shapes=f"{OUT}/embed/vd_tokens.json",
+    log:
+        f"{OUT}/logs/embed_vd_tokens.log",
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=60,
+    params:
+        model=config["generate"]["versatile_diffusion"]["model"],
+        dtype=config["generate"]["versatile_diffusion"]["dtype"],
+    script:
+        "../workflow_scripts/embed_vd_tokens.py"

@@ -73,3 +73,39 @@ rule true_targets:
         lowres_size=config["fit"]["lowres_size"],
     script:
         "../workflow_scripts/true_targets.py"
+
+
+rule fit_vd_tokens:
+    """versatile_diffusion: ridge from voxels to image and caption tokens (rescaled to the
+    training targets' statistics); mapper truth: the true tokens of the test images."""
+    input:
+        lib("mappers/ridge.py", "mappers/targets.py"),
+        voxels=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.npy",
+        voxels_index=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.index.parquet",
+        image=f"{OUT}/embed/vd_image_tokens.npy",
+        image_index=f"{OUT}/embed/vd_image_tokens.index.parquet",
+        text=f"{OUT}/embed/vd_text_tokens.npy",
+        text_index=f"{OUT}/embed/vd_text_tokens.index.parquet",
+    output:
+        pred_image=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_image.npy",
+        pred_image_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_image.index.parquet",
+        pred_text=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_text.npy",
+        pred_text_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_text.index.parquet",
+    log:
+        f"{OUT}/logs/fit/sub-{{subject}}_{{mapper}}_vd_tokens.log",
+    wildcard_constraints:
+        mapper="ridge|truth",
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=60,
+    params:
+        truth=lambda w: w.mapper == "truth",
+        alphas=config["fit"]["ridge"]["alphas"],
+        cv_folds=config["fit"]["ridge"]["cv_folds"],
+        standardize=config["fit"]["ridge"]["standardize"],
+        seed=config["fit"]["seed"],
+    script:
+        "../workflow_scripts/fit_vd_tokens.py"

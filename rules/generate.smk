@@ -163,3 +163,45 @@ rule generate_unclip:
         clip_pretrained=clip_weights,
     script:
         "../workflow_scripts/generate_unclip.py"
+
+
+rule generate_versatile:
+    """versatile_diffusion: dual-guided img2img from predicted tokens and the first guess."""
+    input:
+        lib("generators/versatile.py", "generators/hf_parts.py", "images.py"),
+        model=local_model("versatile_diffusion"),
+        pred_image=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_image.npy",
+        pred_image_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_image.index.parquet",
+        pred_text=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_text.npy",
+        pred_text_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_text.index.parquet",
+        shapes=f"{OUT}/embed/vd_tokens.json",
+        first_guess=recon_path("lowlevel", "recons.npy"),
+        first_guess_index=recon_path("lowlevel", "recons.index.parquet"),
+        images=stim("images.npy"),
+        images_index=stim("images.index.parquet"),
+    output:
+        recons=recon_path("versatile_diffusion", "recons.npy"),
+        recons_index=recon_path("versatile_diffusion", "recons.index.parquet"),
+        pngs=directory(recon_path("versatile_diffusion", "png")),
+        grid=report(
+            recon_path("versatile_diffusion", "grid.png"),
+            category="Reconstructions",
+            subcategory="sub-{subject}",
+            caption="../report/grid.rst",
+        ),
+    log:
+        f"{OUT}/logs/generate/sub-{{subject}}/{{mapper}}/versatile_diffusion.log",
+    benchmark:
+        f"{OUT}/benchmarks/generate/sub-{{subject}}/{{mapper}}/versatile_diffusion.tsv"
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=120,
+    params:
+        settings=config["generate"]["versatile_diffusion"],
+        seed=config["generate"]["seed"],
+        out_size=config["metrics"]["image_size"],
+    script:
+        "../workflow_scripts/generate_versatile.py"

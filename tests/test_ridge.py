@@ -136,3 +136,18 @@ def test_bad_inputs():
     m = RidgeCV([1.0]).fit(X[:, 2:], Y)
     with pytest.raises(DataError, match="fitted on 3"):
         m.predict(np.ones((2, 5)))
+
+
+def test_match_target_stats_restores_the_training_scale():
+    from fmridecode.mappers.targets import match_target_stats
+
+    rng = np.random.default_rng(0)
+    train = rng.normal(3.0, 2.0, (200, 4)) * np.array([1, 2, 3, 4])
+    shrunk = rng.normal(0.1, 0.05, (50, 4))
+    shrunk[:, 3] = 0.7  # a constant prediction keeps the training mean
+    out = match_target_stats(shrunk, train)
+    np.testing.assert_allclose(out[:, :3].mean(0), train[:, :3].mean(0), rtol=1e-5)
+    np.testing.assert_allclose(out[:, :3].std(0), train[:, :3].std(0), rtol=1e-5)
+    np.testing.assert_allclose(out[:, 3], train[:, 3].mean(), rtol=1e-5)
+    # order within a feature is kept (a monotone map per feature)
+    assert (np.argsort(out[:, 0]) == np.argsort(shrunk[:, 0])).all()

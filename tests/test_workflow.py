@@ -238,27 +238,66 @@ def test_generation_cost_is_benchmarked(tiny_run):
     assert row["s"] > 0 and row["max_rss"] > 0
 
 
-def test_sd_unclip_generator_runs_in_the_workflow(tiny_run, tmp_path):
-    """sd_unclip end to end: a pipeline of small random parts, saved to a local folder and
-    named in the config, loaded by the workflow's loader; only its jobs are scheduled."""
+def with_generator(tiny_run, tmp_path, name: str, settings: dict):
+    """A copy of the tiny run (mtimes kept: nothing upstream reruns) and a config file adding
+    generator ``name`` with ``settings`` on top of its defaults. Returns (workdir, config)."""
     import shutil
 
-    from fmridecode.generators.unclip import build_tiny_unclip
-
     work = tmp_path / "run"
-    shutil.copytree(tiny_run, work, symlinks=True)  # keeps mtimes: nothing upstream reruns
-    dim = np.load(work / OUT / "embed/image.npy").shape[1]
-    model = build_tiny_unclip(tmp_path / "sd-unclip-tiny", embed_dim=dim, sample_size=16)
+    shutil.copytree(tiny_run, work, symlinks=True)
     cfg = yaml.safe_load(TINY.read_text())
     gen = yaml.safe_load((REPO / "config.yaml").read_text())["generate"]
-    gen["sd_unclip"] = {**gen["sd_unclip"], "model": str(model), "steps": 4, "batch_size": 16}
+    gen[name] = {**gen[name], **settings}
     cfg["generate"] = {
         **gen,
         "tiny": cfg["generate"]["tiny"],
-        "generators": [*cfg["generate"]["generators"], "sd_unclip"],
+        "generators": [*cfg["generate"]["generators"], name],
     }
-    conf = tmp_path / "unclip.yaml"
+    conf = tmp_path / f"{name}.yaml"
     conf.write_text(yaml.safe_dump(cfg))
+    return work, conf
+
+
+def test_versatile_generator_runs_in_the_workflow(tiny_run, tmp_path):
+    """versatile_diffusion end to end on a pipeline of small random parts in a local folder:
+    its own encoders make the token targets, ridge predicts them, the first guess seeds img2img."""
+    from fmridecode.generators.versatile import build_tiny_versatile
+
+    model = build_tiny_versatile(tmp_path / "vd-tiny", sample_size=8)
+    vd = {"model": str(model), "steps": 4, "batch_size": 16}
+    work, conf = with_generator(tiny_run, tmp_path, "versatile_diffusion", vd)
+    target = f"{OUT}/metrics.parquet"
+    jobs = scheduled_jobs(snakemake(work, "--dry-run", target, configfiles=[conf]))
+    assert jobs.get("embed_vd_tokens") == 1 and jobs.get("fit_vd_tokens") == 3  # 2 ridge + truth
+    assert jobs.get("generate_versatile") == 3
+    assert not (UPSTREAM | {"fit_ridge", "generate"}) & set(jobs), jobs  # tiny family kept
+    snakemake(work, target, configfiles=[conf])
+    shapes = json.loads((work / OUT / "embed/vd_tokens.json").read_text())
+    assert shapes == {"image": [17, 32], "text": [16, 32]}  # the tiny pipeline's token grids
+    pred = np.load(work / OUT / "fit/sub-01/ridge/pred_vd_image.npy")
+    train = np.load(work / OUT / "embed/vd_image_tokens.npy")
+    assert pred.shape[1] == 17 * 32 and np.isfinite(pred).all()
+    # rescaled to the training targets' statistics (Brain-Diffuser), not shrunk towards 0
+    assert abs(pred.std() / train.std() - 1) < 0.2
+    two_way = recon_scores(work)
+    assert {("02", "ridge", "versatile_diffusion"), ("01", "truth", "versatile_diffusion")} <= set(
+        two_way.index
+    )
+    recons = np.load(work / OUT / "generate/sub-01/ridge/versatile_diffusion/recons.npy")
+    assert recons.dtype == np.uint8 and recons.shape[1:] == (64, 64, 3) and recons.std() > 1
+    bench = work / OUT / "benchmarks/generate/sub-01/ridge/versatile_diffusion.tsv"
+    assert pd.read_csv(bench, sep="\t")["s"].iloc[0] > 0
+
+
+def test_sd_unclip_generator_runs_in_the_workflow(tiny_run, tmp_path):
+    """sd_unclip end to end: a pipeline of small random parts, saved to a local folder and
+    named in the config, loaded by the workflow's loader; only its jobs are scheduled."""
+    from fmridecode.generators.unclip import build_tiny_unclip
+
+    dim = np.load(tiny_run / OUT / "embed/image.npy").shape[1]
+    model = build_tiny_unclip(tmp_path / "sd-unclip-tiny", embed_dim=dim, sample_size=16)
+    settings = {"model": str(model), "steps": 4, "batch_size": 16}
+    work, conf = with_generator(tiny_run, tmp_path, "sd_unclip", settings)
     target = f"{OUT}/metrics.parquet"
     jobs = scheduled_jobs(snakemake(work, "--dry-run", target, configfiles=[conf]))
     assert jobs.get("generate_unclip") == 3  # 2 subjects x ridge, + truth once

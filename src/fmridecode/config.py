@@ -62,7 +62,7 @@ def _cross_checks(config: Mapping[str, Any]) -> list[str]:
     if "C" in glm["types"] and not glm["wantglmdenoise"]:
         problems.append("glm.types: C needs glm.wantglmdenoise: true")
     gen = config["generate"]
-    for name in ("sd_unclip",):
+    for name in ("sd_unclip", "versatile_diffusion"):
         if name in gen["generators"] and not gen[name]["model"]:
             problems.append(
                 f"generate.{name}.model: generator {name} is selected but no model is set "

@@ -85,3 +85,24 @@ def decoding_targets(
         "text": text_embeddings(caption_emb, caption_index),
         "lowres": (lowres_targets(images, lowres_size), list(images_index["stim_id"])),
     }
+
+
+def match_target_stats(pred: np.ndarray, train_targets: np.ndarray) -> np.ndarray:
+    """Predictions rescaled per feature to the training targets' mean and standard deviation.
+
+    Ridge shrinks predictions towards the mean; generators conditioned on token embeddings
+    expect them at the scale they were trained on. Brain-Diffuser standardises each predicted
+    feature over the test set and gives it the training targets' mean and SD. Features that are
+    constant in the predictions keep the training mean.
+    """
+    pred = np.asarray(pred, dtype=np.float64)
+    train_targets = np.asarray(train_targets, dtype=np.float64)
+    if pred.ndim != 2 or train_targets.ndim != 2 or pred.shape[1] != train_targets.shape[1]:
+        raise DataError(
+            f"match_target_stats: predictions {pred.shape} and targets {train_targets.shape} "
+            "must be 2D with the same number of features"
+        )
+    mean, sd = pred.mean(axis=0), pred.std(axis=0)
+    varies = sd > 1e-9 * np.maximum(np.abs(mean), 1.0)  # float noise of a constant is not spread
+    z = np.where(varies, (pred - mean) / np.where(varies, sd, 1.0), 0.0)
+    return (z * train_targets.std(axis=0) + train_targets.mean(axis=0)).astype(np.float32)

@@ -1,0 +1,25 @@
+"""Rule fit_vd_tokens: predicted (ridge) or true (truth) token embeddings of the test images."""
+
+from fmridecode.io import load_indexed, save_indexed
+from fmridecode.mappers.ridge import RidgeCV
+from fmridecode.mappers.targets import align, match_target_stats
+from fmridecode.workflow import setup
+
+smk = snakemake  # noqa: F821 - injected by Snakemake
+log = setup(smk)
+p = smk.params
+X, vindex = load_indexed(smk.input.voxels)
+train = (vindex["split"] == "train").to_numpy()
+test = (vindex["split"] == "test").to_numpy()
+test_index = vindex.loc[test, ["stim_id"]].reset_index(drop=True)
+for target in ("image", "text"):
+    tokens, tindex = load_indexed(smk.input[target])
+    Y = align(tokens, list(tindex["stim_id"]), list(vindex["stim_id"]), f"{target} tokens")
+    if p.truth:
+        pred = Y[test]
+    else:
+        model = RidgeCV(alphas=p.alphas, cv=p.cv_folds, standardize=p.standardize, seed=p.seed)
+        model.fit(X[train], Y[train])
+        pred = match_target_stats(model.predict(X[test]), Y[train])
+        log.info("%s tokens: alpha %s, %d features", target, model.alpha_, Y.shape[1])
+    save_indexed(smk.output[f"pred_{target}"], pred.astype("float32"), test_index)

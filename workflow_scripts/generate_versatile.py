@@ -1,0 +1,39 @@
+"""Rule generate_versatile: Versatile Diffusion dual-guided img2img from predicted tokens."""
+
+import json
+
+from fmridecode.generators.tiny_diffusion import save_reconstructions
+from fmridecode.generators.versatile import load_versatile, reconstruct_versatile
+from fmridecode.io import load_indexed
+from fmridecode.mappers.targets import align
+from fmridecode.workflow import setup
+
+smk = snakemake  # noqa: F821 - injected by Snakemake
+log = setup(smk)
+p, s = smk.params, smk.params.settings
+shapes = json.loads(open(smk.input.shapes).read())
+image_tokens, index = load_indexed(smk.input.pred_image)
+text_tokens, text_index = load_indexed(smk.input.pred_text)
+ids = list(index["stim_id"])
+text_tokens = align(text_tokens, list(text_index["stim_id"]), ids, "text tokens")
+first, first_index = load_indexed(smk.input.first_guess)
+init = align(first, list(first_index["stim_id"]), ids, "first guess")
+images, stim_index = load_indexed(smk.input.images)
+pipe = load_versatile(s["model"], dtype=s["dtype"])
+log.info("versatile_diffusion from %s on %s, %d test images", s["model"], pipe.device, len(ids))
+recons = reconstruct_versatile(
+    pipe,
+    image_tokens.reshape(len(ids), *shapes["image"]),
+    text_tokens.reshape(len(ids), *shapes["text"]),
+    init_images=init,
+    strength=s["strength"],
+    image_weight=s["image_weight"],
+    steps=s["steps"],
+    guidance=s["guidance"],
+    seed=p.seed,
+    out_size=p.out_size,
+    batch_size=s["batch_size"],
+)
+out = smk.output
+save_reconstructions(recons, index, images, stim_index, out.recons, out.pngs, out.grid)
+log.info("%d reconstructions", len(recons))
