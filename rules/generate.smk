@@ -126,6 +126,7 @@ rule generate_unclip:
             "generators/unclip.py",
             "generators/hf_parts.py",
             "generators/best_of.py",
+            "generators/resume.py",
             "images.py",
         ),
         checkpoint=clip_checkpoint(),
@@ -168,7 +169,12 @@ rule generate_unclip:
 rule generate_versatile:
     """versatile_diffusion: dual-guided img2img from predicted tokens and the first guess."""
     input:
-        lib("generators/versatile.py", "generators/hf_parts.py", "images.py"),
+        lib(
+            "generators/versatile.py",
+            "generators/hf_parts.py",
+            "generators/resume.py",
+            "images.py",
+        ),
         model=local_model("versatile_diffusion"),
         pred_image=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_image.npy",
         pred_image_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_image.index.parquet",

@@ -285,6 +285,7 @@ def test_versatile_generator_runs_in_the_workflow(tiny_run, tmp_path):
     )
     recons = np.load(work / OUT / "generate/sub-01/ridge/versatile_diffusion/recons.npy")
     assert recons.dtype == np.uint8 and recons.shape[1:] == (64, 64, 3) and recons.std() > 1
+    assert not (work / OUT / "generate/sub-01/ridge/versatile_diffusion/.partial").exists()
     bench = work / OUT / "benchmarks/generate/sub-01/ridge/versatile_diffusion.tsv"
     assert pd.read_csv(bench, sep="\t")["s"].iloc[0] > 0
 

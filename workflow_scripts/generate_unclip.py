@@ -1,8 +1,15 @@
-"""Rule generate_unclip: Stable Diffusion 2.1 unCLIP from the predicted CLIP image embeddings."""
+"""Rule generate_unclip: Stable Diffusion 2.1 unCLIP from the predicted CLIP image embeddings.
+
+Finished chunks of images are kept in ``.partial/`` beside the outputs until the job ends, so
+a killed run (rerun with --rerun-incomplete) resumes where it stopped.
+"""
+
+from pathlib import Path
 
 from fmridecode.embeddings.cache import embed_images
 from fmridecode.embeddings.model import load_model
 from fmridecode.generators.best_of import best_of_n
+from fmridecode.generators.resume import clear, generate_resumable, run_key
 from fmridecode.generators.tiny_diffusion import save_reconstructions
 from fmridecode.generators.unclip import load_unclip, reconstruct_unclip
 from fmridecode.io import load_indexed
@@ -20,19 +27,33 @@ if p.best_of > 1:
     clip_model, preprocess, _ = load_model(p.clip_model, p.clip_pretrained)
 
 
+cache = Path(smk.output.recons).parent / ".partial"
+
+
 def sample(k: int):
-    """The k-th sample of every test image (k = 0: the single-sample result)."""
-    return reconstruct_unclip(
-        pipe,
-        pred,
-        steps=s["steps"],
-        guidance=s["guidance"],
-        seed=p.seed + 7919 * k,
-        out_size=p.out_size,
-        noise_level=s["noise_level"],
-        prompt=s["prompt"],
-        batch_size=s["batch_size"],
-    )
+    """The k-th sample of every test image (k = 0: the single-sample result), resumable."""
+    seed = p.seed + 7919 * k
+
+    def make(a: int, b: int):
+        return reconstruct_unclip(
+            pipe,
+            pred[a:b],
+            steps=s["steps"],
+            guidance=s["guidance"],
+            seed=seed,
+            out_size=p.out_size,
+            noise_level=s["noise_level"],
+            prompt=s["prompt"],
+            batch_size=s["batch_size"],
+            first_row=a,
+            progress=False,
+        )
+
+    key = run_key(pred, dict(s), seed, p.out_size)
+    images, reused = generate_resumable(make, len(pred), s["batch_size"], cache, key)
+    if reused:
+        log.info("sample %d: %d finished chunks of a killed run reused", k, reused)
+    return images
 
 
 recons, _, score = best_of_n(
@@ -40,4 +61,5 @@ recons, _, score = best_of_n(
 )
 out = smk.output
 save_reconstructions(recons, pred_index, images, index, out.recons, out.pngs, out.grid)
+clear(cache)
 log.info("%d reconstructions", len(recons))

@@ -1,7 +1,13 @@
-"""Rule generate_versatile: Versatile Diffusion dual-guided img2img from predicted tokens."""
+"""Rule generate_versatile: Versatile Diffusion dual-guided img2img from predicted tokens.
+
+Finished chunks of images are kept in ``.partial/`` beside the outputs until the job ends, so
+a killed run (rerun with --rerun-incomplete) resumes where it stopped.
+"""
 
 import json
+from pathlib import Path
 
+from fmridecode.generators.resume import clear, generate_resumable, run_key
 from fmridecode.generators.tiny_diffusion import save_reconstructions
 from fmridecode.generators.versatile import load_versatile, reconstruct_versatile
 from fmridecode.io import load_indexed
@@ -21,19 +27,34 @@ init = align(first, list(first_index["stim_id"]), ids, "first guess")
 images, stim_index = load_indexed(smk.input.images)
 pipe = load_versatile(s["model"], dtype=s["dtype"])
 log.info("versatile_diffusion from %s on %s, %d test images", s["model"], pipe.device, len(ids))
-recons = reconstruct_versatile(
-    pipe,
-    image_tokens.reshape(len(ids), *shapes["image"]),
-    text_tokens.reshape(len(ids), *shapes["text"]),
-    init_images=init,
-    strength=s["strength"],
-    image_weight=s["image_weight"],
-    steps=s["steps"],
-    guidance=s["guidance"],
-    seed=p.seed,
-    out_size=p.out_size,
-    batch_size=s["batch_size"],
-)
+image_tokens = image_tokens.reshape(len(ids), *shapes["image"])
+text_tokens = text_tokens.reshape(len(ids), *shapes["text"])
+
+
+def make(a: int, b: int):
+    return reconstruct_versatile(
+        pipe,
+        image_tokens[a:b],
+        text_tokens[a:b],
+        init_images=init[a:b],
+        strength=s["strength"],
+        image_weight=s["image_weight"],
+        steps=s["steps"],
+        guidance=s["guidance"],
+        seed=p.seed,
+        out_size=p.out_size,
+        batch_size=s["batch_size"],
+        first_row=a,
+        progress=False,
+    )
+
+
+cache = Path(smk.output.recons).parent / ".partial"
+key = run_key(image_tokens, text_tokens, init, dict(s), p.seed, p.out_size)
+recons, reused = generate_resumable(make, len(ids), s["batch_size"], cache, key)
+if reused:
+    log.info("%d finished chunks of a killed run reused", reused)
 out = smk.output
 save_reconstructions(recons, index, images, stim_index, out.recons, out.pngs, out.grid)
+clear(cache)
 log.info("%d reconstructions", len(recons))

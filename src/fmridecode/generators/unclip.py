@@ -194,6 +194,7 @@ def reconstruct_unclip(
     batch_size: int = 8,
     progress: bool = True,
     embed_norm: float | None = None,
+    first_row: int = 0,
 ) -> np.ndarray:
     """One image per embedding row: (N, D) -> uint8 (N, out_size, out_size, 3).
 
@@ -207,10 +208,11 @@ def reconstruct_unclip(
     '' is the unconditional text.
 
     All noise of row i (embedding noise, initial latents) comes from a CPU generator seeded by
-    (``seed``, i), so ``batch_size`` does not change what is sampled; same seed and batch size
-    -> identical images. (Batched float kernels may add in another order, so another batch size
-    can move a rare pixel by one grey level.) Images are generated at the pipeline's native
-    resolution and resized (bicubic) to ``out_size``.
+    (``seed``, ``first_row`` + i), so ``batch_size`` does not change what is sampled and rows
+    ``a:b`` of a call equal a call on those rows with ``first_row=a`` (how runs resume); same
+    seed and batch size -> identical images. (Batched float kernels may add in another order,
+    so another batch size can move a rare pixel by one grey level.) Images are generated at
+    the pipeline's native resolution and resized (bicubic) to ``out_size``.
     """
     d = image_embed_dim(pipe)
     x = np.asarray(image_embeds)
@@ -256,7 +258,7 @@ def reconstruct_unclip(
                 num_inference_steps=steps,
                 guidance_scale=guidance,
                 noise_level=noise_level,
-                generator=[row_generator(seed, i) for i in rows],
+                generator=[row_generator(seed, first_row + i) for i in rows],
                 output_type="np",
             ).images
             imgs = (np.clip(imgs, 0.0, 1.0) * 255.0).round().astype(np.uint8)

@@ -429,6 +429,7 @@ def reconstruct_versatile(
     out_size: int = 64,
     batch_size: int = 4,
     progress: bool = True,
+    first_row: int = 0,
 ) -> np.ndarray:
     """Dual-guided img2img from injected tokens: (N, Ti, D) [+ (N, Tt, D)] -> uint8 (N, S, S, 3).
 
@@ -444,9 +445,11 @@ def reconstruct_versatile(
     the init images come back resized to ``out_size``. Guidance ``> 1``: classifier-free
     guidance against the empty prompt + blank image (the pipeline's negatives), same mix.
 
-    The noise of row i comes from a generator seeded by (``seed``, i) and DDIM runs with eta 0,
-    so the output does not depend on ``batch_size``; same seed -> same images. Images are made
-    at the pipeline's resolution and resized (bicubic) to ``out_size``.
+    The noise of row i comes from a generator seeded by (``seed``, ``first_row`` + i) and DDIM
+    runs with eta 0, so the output does not depend on ``batch_size``, and rows ``a:b`` of a call
+    equal a call on those rows with ``first_row=a`` (how runs resume); same seed -> same
+    images. Images are made at the pipeline's resolution and resized (bicubic) to
+    ``out_size``.
     """
     (n_image, d), text_shape = token_shapes(pipe)
     img = _check_tokens(image_tokens, (n_image, d), "image tokens")
@@ -511,7 +514,7 @@ def reconstruct_versatile(
             [
                 torch.randn(
                     (1, channels, latent_size, latent_size),
-                    generator=row_generator(seed, i),
+                    generator=row_generator(seed, first_row + i),
                     dtype=torch.float32,
                 )
                 for i in rows
