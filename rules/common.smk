@@ -119,10 +119,13 @@ def tiny_settings():
 
 
 def scored_generators():
-    """Generators in the metric table: the configured ones, plus lowlevel for two-stage."""
+    """Generators in the metric table: the configured ones, plus the first guesses scored on
+    their own (lowlevel for tiny_two_stage, vd_lowlevel for versatile_diffusion)."""
     gens = list(config["generate"]["generators"])
     if any(g.endswith("_two_stage") for g in gens):
         gens.append("lowlevel")
+    if "versatile_diffusion" in gens:
+        gens.append("vd_lowlevel")
     return gens
 
 

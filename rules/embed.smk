@@ -60,7 +60,8 @@ rule embed:
 
 
 rule embed_vd_tokens:
-    """versatile_diffusion targets: token embeddings of shown images and their captions."""
+    """versatile_diffusion targets: token embeddings of shown images and their captions, and
+    the images' VAE latents (the low-level first-guess target)."""
     input:
         lib("generators/versatile.py", "generators/hf_parts.py"),
         model=local_model("versatile_diffusion"),
@@ -72,6 +73,8 @@ rule embed_vd_tokens:
         image_index=f"{OUT}/embed/vd_image_tokens.index.parquet",
         text=f"{OUT}/embed/vd_text_tokens.npy",
         text_index=f"{OUT}/embed/vd_text_tokens.index.parquet",
+        latent=f"{OUT}/embed/vd_latents.npy",
+        latent_index=f"{OUT}/embed/vd_latents.index.parquet",
         shapes=f"{OUT}/embed/vd_tokens.json",
     log:
         f"{OUT}/logs/embed_vd_tokens.log",

@@ -77,7 +77,8 @@ rule true_targets:
 
 rule fit_vd_tokens:
     """versatile_diffusion: ridge from voxels to image and caption tokens (rescaled to the
-    training targets' statistics); mapper truth: the true tokens of the test images."""
+    training targets' statistics) and to VAE latents; mapper truth: the test images' true ones.
+    """
     input:
         lib("mappers/ridge.py", "mappers/targets.py"),
         voxels=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.npy",
@@ -86,11 +87,15 @@ rule fit_vd_tokens:
         image_index=f"{OUT}/embed/vd_image_tokens.index.parquet",
         text=f"{OUT}/embed/vd_text_tokens.npy",
         text_index=f"{OUT}/embed/vd_text_tokens.index.parquet",
+        latent=f"{OUT}/embed/vd_latents.npy",
+        latent_index=f"{OUT}/embed/vd_latents.index.parquet",
     output:
         pred_image=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_image.npy",
         pred_image_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_image.index.parquet",
         pred_text=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_text.npy",
         pred_text_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_text.index.parquet",
+        pred_latent=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_latent.npy",
+        pred_latent_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_latent.index.parquet",
     log:
         f"{OUT}/logs/fit/sub-{{subject}}_{{mapper}}_vd_tokens.log",
     wildcard_constraints:

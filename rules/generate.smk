@@ -166,8 +166,45 @@ rule generate_unclip:
         "../workflow_scripts/generate_unclip.py"
 
 
+rule vd_first_guess:
+    """versatile_diffusion, stage 1: predicted VAE latents decoded (generator vd_lowlevel)."""
+    input:
+        lib("generators/versatile.py", "generators/hf_parts.py", "images.py"),
+        model=local_model("versatile_diffusion"),
+        pred=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_latent.npy",
+        pred_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_latent.index.parquet",
+        shapes=f"{OUT}/embed/vd_tokens.json",
+        images=stim("images.npy"),
+        images_index=stim("images.index.parquet"),
+    output:
+        recons=recon_path("vd_lowlevel", "recons.npy"),
+        recons_index=recon_path("vd_lowlevel", "recons.index.parquet"),
+        pngs=directory(recon_path("vd_lowlevel", "png")),
+        grid=report(
+            recon_path("vd_lowlevel", "grid.png"),
+            category="Reconstructions",
+            subcategory="sub-{subject}",
+            caption="../report/grid.rst",
+        ),
+    log:
+        f"{OUT}/logs/generate/sub-{{subject}}/{{mapper}}/vd_lowlevel.log",
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        model=config["generate"]["versatile_diffusion"]["model"],
+        dtype=config["generate"]["versatile_diffusion"]["dtype"],
+        out_size=config["metrics"]["image_size"],
+    script:
+        "../workflow_scripts/vd_first_guess.py"
+
+
 rule generate_versatile:
-    """versatile_diffusion: dual-guided img2img from predicted tokens and the first guess."""
+    """versatile_diffusion, stage 2: dual-guided img2img from predicted tokens, starting from
+    the decoded first guess (vd_lowlevel)."""
     input:
         lib(
             "generators/versatile.py",
@@ -181,8 +218,8 @@ rule generate_versatile:
         pred_text=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_text.npy",
         pred_text_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_text.index.parquet",
         shapes=f"{OUT}/embed/vd_tokens.json",
-        first_guess=recon_path("lowlevel", "recons.npy"),
-        first_guess_index=recon_path("lowlevel", "recons.index.parquet"),
+        first_guess=recon_path("vd_lowlevel", "recons.npy"),
+        first_guess_index=recon_path("vd_lowlevel", "recons.index.parquet"),
         images=stim("images.npy"),
         images_index=stim("images.index.parquet"),
     output:

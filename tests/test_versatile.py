@@ -243,3 +243,17 @@ def test_resumed_rows_equal_the_uninterrupted_run(pipe, tokens, init, images):
         pipe, it[1:], tt[1:], init_images=init[1:], batch_size=3, **FAST
     )
     assert np.abs(shifted.astype(int) - images[1:]).mean() > 1
+
+
+def test_vae_latents_round_trip_to_a_first_guess(pipe, stimuli):
+    """encode_latents -> decode_latents gives images of the right shape; the latents carry the
+    stimulus (a different stimulus gives different latents), and bad shapes are refused."""
+    from fmridecode.generators.versatile import decode_latents, encode_latents, latent_shape
+
+    z = encode_latents(pipe, stimuli)
+    assert z.shape == (3, *latent_shape(pipe)) and z.dtype == np.float32
+    assert np.abs(z[0] - z[1]).mean() > 1e-3
+    imgs = decode_latents(pipe, z, 24)
+    assert imgs.shape == (3, 24, 24, 3) and imgs.dtype == np.uint8
+    with pytest.raises(DataError, match="latents must be"):
+        decode_latents(pipe, z[:, :1], 24)

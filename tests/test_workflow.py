@@ -269,20 +269,21 @@ def test_versatile_generator_runs_in_the_workflow(tiny_run, tmp_path):
     target = f"{OUT}/metrics.parquet"
     jobs = scheduled_jobs(snakemake(work, "--dry-run", target, configfiles=[conf]))
     assert jobs.get("embed_vd_tokens") == 1 and jobs.get("fit_vd_tokens") == 3  # 2 ridge + truth
-    assert jobs.get("generate_versatile") == 3
+    assert jobs.get("generate_versatile") == 3 and jobs.get("vd_first_guess") == 3
     assert not (UPSTREAM | {"fit_ridge", "generate"}) & set(jobs), jobs  # tiny family kept
     snakemake(work, target, configfiles=[conf])
     shapes = json.loads((work / OUT / "embed/vd_tokens.json").read_text())
-    assert shapes == {"image": [17, 32], "text": [16, 32]}  # the tiny pipeline's token grids
+    # the tiny pipeline's token grids and VAE latents (4 channels, 8 x 8)
+    assert shapes == {"image": [17, 32], "text": [16, 32], "latent": [4, 8, 8]}
     pred = np.load(work / OUT / "fit/sub-01/ridge/pred_vd_image.npy")
     train = np.load(work / OUT / "embed/vd_image_tokens.npy")
     assert pred.shape[1] == 17 * 32 and np.isfinite(pred).all()
     # rescaled to the training targets' statistics (Brain-Diffuser), not shrunk towards 0
     assert abs(pred.std() / train.std() - 1) < 0.2
     two_way = recon_scores(work)
-    assert {("02", "ridge", "versatile_diffusion"), ("01", "truth", "versatile_diffusion")} <= set(
-        two_way.index
-    )
+    expected = {("02", "ridge", "versatile_diffusion"), ("01", "truth", "versatile_diffusion")}
+    expected |= {("01", "ridge", "vd_lowlevel"), ("01", "truth", "vd_lowlevel")}  # first guess
+    assert expected <= set(two_way.index)
     recons = np.load(work / OUT / "generate/sub-01/ridge/versatile_diffusion/recons.npy")
     assert recons.dtype == np.uint8 and recons.shape[1:] == (64, 64, 3) and recons.std() > 1
     assert not (work / OUT / "generate/sub-01/ridge/versatile_diffusion/.partial").exists()

@@ -3,7 +3,11 @@
 import numpy as np
 import pandas as pd
 
-from fmridecode.generators.versatile import encode_condition_tokens, load_versatile
+from fmridecode.generators.versatile import (
+    encode_condition_tokens,
+    encode_latents,
+    load_versatile,
+)
 from fmridecode.io import load_indexed, read_parquet, save_indexed, write_json
 from fmridecode.workflow import setup
 
@@ -29,7 +33,8 @@ text_tokens = np.stack([caption_tokens[groups[s]].mean(axis=0) for s in index["s
 ids = pd.DataFrame({"stim_id": index["stim_id"], "split": index["split"]})
 save_indexed(smk.output.image, image_tokens.reshape(len(ids), -1).astype(np.float32), ids)
 save_indexed(smk.output.text, text_tokens.reshape(len(ids), -1).astype(np.float32), ids)
-write_json(
-    {"image": list(image_tokens.shape[1:]), "text": list(text_tokens.shape[1:])}, smk.output.shapes
-)
+latents = encode_latents(pipe, images)
+save_indexed(smk.output.latent, latents.reshape(len(ids), -1), ids)
+shapes = {k: list(v.shape[1:]) for k, v in (("image", image_tokens), ("text", text_tokens))}
+write_json({**shapes, "latent": list(latents.shape[1:])}, smk.output.shapes)
 log.info("tokens: image %s, text %s", image_tokens.shape, text_tokens.shape)

@@ -12,7 +12,7 @@ X, vindex = load_indexed(smk.input.voxels)
 train = (vindex["split"] == "train").to_numpy()
 test = (vindex["split"] == "test").to_numpy()
 test_index = vindex.loc[test, ["stim_id"]].reset_index(drop=True)
-for target in ("image", "text"):
+for target in ("image", "text", "latent"):
     tokens, tindex = load_indexed(smk.input[target])
     Y = align(tokens, list(tindex["stim_id"]), list(vindex["stim_id"]), f"{target} tokens")
     if p.truth:
@@ -20,6 +20,8 @@ for target in ("image", "text"):
     else:
         model = RidgeCV(alphas=p.alphas, cv=p.cv_folds, standardize=p.standardize, seed=p.seed)
         model.fit(X[train], Y[train])
-        pred = match_target_stats(model.predict(X[test]), Y[train])
+        pred = model.predict(X[test])
+        if target != "latent":  # tokens: Brain-Diffuser's rescaling; latents: as predicted
+            pred = match_target_stats(pred, Y[train])
         log.info("%s tokens: alpha %s, %d features", target, model.alpha_, Y.shape[1])
     save_indexed(smk.output[f"pred_{target}"], pred.astype("float32"), test_index)

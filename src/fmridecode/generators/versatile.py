@@ -542,3 +542,61 @@ def reconstruct_versatile(
             imgs = resize_images(imgs, out_size, Image.BICUBIC)
         out[s : rows.stop] = imgs
     return out
+
+
+# ---------------------------------------------------------------- the low-level first guess
+
+
+def _resolution(pipe: VersatileDiffusionDualGuidedPipeline) -> tuple[int, int]:
+    """(latent size, image size in pixels) the pipeline generates at."""
+    latent = pipe.image_unet.config.sample_size or 64
+    return latent, latent * pipe.vae_scale_factor
+
+
+@torch.no_grad()
+def encode_latents(pipe: VersatileDiffusionDualGuidedPipeline, images: np.ndarray) -> np.ndarray:
+    """Stimuli -> the pipeline's VAE latents (N, C, h, w) float32, scaled as the UNet sees them.
+
+    Images are resized (Lanczos) to the pipeline's resolution and encoded to the posterior
+    mean, times ``vae.config.scaling_factor``: the low-level target that Brain-Diffuser's first
+    stage predicts (it used VDVAE; this is the generator's own autoencoder).
+    """
+    images = _check_images(images, "stimulus images")
+    _, size = _resolution(pipe)
+    device, vae = pipe._execution_device, pipe.vae
+    parts = []
+    for s in range(0, len(images), ENCODE_BATCH):
+        batch = images[s : s + ENCODE_BATCH]
+        if batch.shape[1:3] != (size, size):
+            batch = resize_images(batch, size, Image.LANCZOS)
+        x = torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        z = vae.encode(x.to(device, vae.dtype)).latent_dist.mean.float()
+        parts.append((z * vae.config.scaling_factor).cpu())
+    return torch.cat(parts).numpy()
+
+
+def latent_shape(pipe: VersatileDiffusionDualGuidedPipeline) -> tuple[int, int, int]:
+    """(C, h, w) of ``encode_latents``' output."""
+    latent, _ = _resolution(pipe)
+    return int(pipe.vae.config.latent_channels), latent, latent
+
+
+@torch.no_grad()
+def decode_latents(
+    pipe: VersatileDiffusionDualGuidedPipeline, latents: np.ndarray, out_size: int
+) -> np.ndarray:
+    """Predicted latents (N, C, h, w) -> uint8 (N, out_size, out_size, 3): the first guess."""
+    latents = np.asarray(latents, dtype=np.float32)
+    if latents.ndim != 4 or latents.shape[1:] != latent_shape(pipe):
+        raise DataError(f"latents must be (N, *{latent_shape(pipe)}), got {latents.shape}")
+    if not np.isfinite(latents).all():
+        raise DataError("latents contain non-finite values")
+    device, vae = pipe._execution_device, pipe.vae
+    out = []
+    for s in range(0, len(latents), ENCODE_BATCH):
+        z = torch.from_numpy(latents[s : s + ENCODE_BATCH]).to(device, vae.dtype)
+        imgs = _to_uint8(vae.decode(z / vae.config.scaling_factor).sample)
+        if imgs.shape[1:3] != (out_size, out_size):
+            imgs = resize_images(imgs, out_size, Image.BICUBIC)
+        out.append(imgs)
+    return np.concatenate(out)
