@@ -210,8 +210,12 @@ rule generate_versatile:
             "generators/versatile.py",
             "generators/hf_parts.py",
             "generators/resume.py",
+            "generators/best_of.py",
             "images.py",
         ),
+        checkpoint=clip_checkpoint(),
+        pred_clip=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.npy",
+        pred_clip_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.index.parquet",
         model=local_model("versatile_diffusion"),
         pred_image=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_image.npy",
         pred_image_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_image.index.parquet",
@@ -244,7 +248,10 @@ rule generate_versatile:
         runtime=120,
     params:
         settings=config["generate"]["versatile_diffusion"],
+        best_of=config["generate"]["best_of"],
         seed=config["generate"]["seed"],
         out_size=config["metrics"]["image_size"],
+        clip_model=config["embed"]["model"],
+        clip_pretrained=clip_weights,
     script:
         "../workflow_scripts/generate_versatile.py"

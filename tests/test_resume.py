@@ -50,3 +50,18 @@ def test_changed_inputs_never_reuse_chunks(tmp_path) -> None:
     assert a != run_key(np.zeros(3, np.float64), {"steps": 4})
     with pytest.raises(ValueError, match="returned 1 rows"):
         generate_resumable(lambda s, e: make_rows(0, 1), 4, 2, tmp_path, a, progress=False)
+
+
+def test_resumable_sampler_keeps_samples_apart(tmp_path) -> None:
+    from fmridecode.generators.resume import resumable_sampler
+
+    made = []
+
+    def make(k: int, a: int, b: int) -> np.ndarray:
+        made.append((k, a, b))
+        return make_rows(a, b) + k
+
+    sample = resumable_sampler(make, 4, 2, tmp_path, (np.arange(4), {"s": 1}))
+    first, second = sample(0), sample(1)
+    assert (second.astype(int) - first).min() == 1  # sample 1 is not sample 0's cache
+    assert sample(0).tolist() == first.tolist() and len(made) == 4  # reused, nothing remade

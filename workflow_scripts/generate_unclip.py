@@ -9,7 +9,7 @@ from pathlib import Path
 from fmridecode.embeddings.cache import embed_images
 from fmridecode.embeddings.model import load_model
 from fmridecode.generators.best_of import best_of_n
-from fmridecode.generators.resume import clear, generate_resumable, run_key
+from fmridecode.generators.resume import clear, resumable_sampler
 from fmridecode.generators.tiny_diffusion import save_reconstructions
 from fmridecode.generators.unclip import load_unclip, reconstruct_unclip
 from fmridecode.io import load_indexed
@@ -30,32 +30,25 @@ if p.best_of > 1:
 cache = Path(smk.output.recons).parent / ".partial"
 
 
-def sample(k: int):
-    """The k-th sample of every test image (k = 0: the single-sample result), resumable."""
-    seed = p.seed + 7919 * k
-
-    def make(a: int, b: int):
-        return reconstruct_unclip(
-            pipe,
-            pred[a:b],
-            steps=s["steps"],
-            guidance=s["guidance"],
-            seed=seed,
-            out_size=p.out_size,
-            noise_level=s["noise_level"],
-            prompt=s["prompt"],
-            batch_size=s["batch_size"],
-            first_row=a,
-            progress=False,
-        )
-
-    key = run_key(pred, dict(s), seed, p.out_size)
-    images, reused = generate_resumable(make, len(pred), s["batch_size"], cache, key)
-    if reused:
-        log.info("sample %d: %d finished chunks of a killed run reused", k, reused)
-    return images
+def make(k: int, a: int, b: int):
+    """Rows a:b of the k-th sample (k = 0: the single-sample result)."""
+    return reconstruct_unclip(
+        pipe,
+        pred[a:b],
+        steps=s["steps"],
+        guidance=s["guidance"],
+        seed=p.seed + 7919 * k,
+        out_size=p.out_size,
+        noise_level=s["noise_level"],
+        prompt=s["prompt"],
+        batch_size=s["batch_size"],
+        first_row=a,
+        progress=False,
+    )
 
 
+key = (pred, dict(s), p.seed, p.out_size)
+sample = resumable_sampler(make, len(pred), s["batch_size"], cache, key, log)
 recons, _, score = best_of_n(
     sample, p.best_of, lambda imgs: embed_images(clip_model, preprocess, imgs), pred
 )

@@ -7,7 +7,10 @@ a killed run (rerun with --rerun-incomplete) resumes where it stopped.
 import json
 from pathlib import Path
 
-from fmridecode.generators.resume import clear, generate_resumable, run_key
+from fmridecode.embeddings.cache import embed_images
+from fmridecode.embeddings.model import load_model
+from fmridecode.generators.best_of import best_of_n
+from fmridecode.generators.resume import clear, resumable_sampler
 from fmridecode.generators.tiny_diffusion import save_reconstructions
 from fmridecode.generators.versatile import load_versatile, reconstruct_versatile
 from fmridecode.io import load_indexed
@@ -31,7 +34,11 @@ image_tokens = image_tokens.reshape(len(ids), *shapes["image"])
 text_tokens = text_tokens.reshape(len(ids), *shapes["text"])
 
 
-def make(a: int, b: int):
+cache = Path(smk.output.recons).parent / ".partial"
+
+
+def make(k: int, a: int, b: int):
+    """Rows a:b of the k-th sample (k = 0: the single-sample result)."""
     return reconstruct_versatile(
         pipe,
         image_tokens[a:b],
@@ -41,7 +48,7 @@ def make(a: int, b: int):
         image_weight=s["image_weight"],
         steps=s["steps"],
         guidance=s["guidance"],
-        seed=p.seed,
+        seed=p.seed + 7919 * k,
         out_size=p.out_size,
         batch_size=s["batch_size"],
         first_row=a,
@@ -49,11 +56,17 @@ def make(a: int, b: int):
     )
 
 
-cache = Path(smk.output.recons).parent / ".partial"
-key = run_key(image_tokens, text_tokens, init, dict(s), p.seed, p.out_size)
-recons, reused = generate_resumable(make, len(ids), s["batch_size"], cache, key)
-if reused:
-    log.info("%d finished chunks of a killed run reused", reused)
+key = (image_tokens, text_tokens, init, dict(s), p.seed, p.out_size)
+sample = resumable_sampler(make, len(ids), s["batch_size"], cache, key, log)
+# MindEye's best-of-N: keep the sample closest to the predicted CLIP embedding
+pred_clip, clip_index = load_indexed(smk.input.pred_clip)
+pred_clip = align(pred_clip, list(clip_index["stim_id"]), ids, "predicted CLIP embeddings")
+clip_model = preprocess = None
+if p.best_of > 1:
+    clip_model, preprocess, _ = load_model(p.clip_model, p.clip_pretrained)
+recons, _, _ = best_of_n(
+    sample, p.best_of, lambda imgs: embed_images(clip_model, preprocess, imgs), pred_clip
+)
 out = smk.output
 save_reconstructions(recons, index, images, stim_index, out.recons, out.pngs, out.grid)
 clear(cache)

@@ -74,3 +74,24 @@ def generate_resumable(
 def clear(cache: str | Path) -> None:
     """Remove the cache folder (after the outputs are written)."""
     shutil.rmtree(cache, ignore_errors=True)
+
+
+def resumable_sampler(
+    make: Callable[[int, int, int], np.ndarray],
+    n: int,
+    chunk: int,
+    cache: str | Path,
+    key_parts: tuple,
+    log: Any = None,
+) -> Callable[[int], np.ndarray]:
+    """``sample(k)`` for best-of-N: sample k of all ``n`` rows made by ``make(k, start, stop)``,
+    each sample resumable under its own key (``key_parts`` + k)."""
+
+    def sample(k: int) -> np.ndarray:
+        key = run_key(*key_parts, k)
+        images, reused = generate_resumable(lambda a, b: make(k, a, b), n, chunk, cache, key)
+        if reused and log is not None:
+            log.info("sample %d: %d finished chunks of a killed run reused", k, reused)
+        return images
+
+    return sample
