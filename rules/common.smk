@@ -118,11 +118,27 @@ def tiny_settings():
     return out
 
 
+def unclip_two_stage():
+    """Whether sd_unclip runs img2img from the low-res first guess (strength below 1)."""
+    gen = config["generate"]
+    return "sd_unclip" in gen["generators"] and gen["sd_unclip"]["strength"] < 1
+
+
+def unclip_first_guess():
+    """The decoded low-res first guess, when sd_unclip is two-stage."""
+    if not unclip_two_stage():
+        return []
+    return [
+        recon_path("lowlevel", "recons.npy"),
+        recon_path("lowlevel", "recons.index.parquet"),
+    ]
+
+
 def scored_generators():
     """Generators in the metric table: the configured ones, plus the first guesses scored on
     their own (lowlevel for tiny_two_stage, vd_lowlevel for versatile_diffusion)."""
     gens = list(config["generate"]["generators"])
-    if any(g.endswith("_two_stage") for g in gens):
+    if any(g.endswith("_two_stage") for g in gens) or unclip_two_stage():
         gens.append("lowlevel")
     if "versatile_diffusion" in gens:
         gens.append("vd_lowlevel")

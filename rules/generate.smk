@@ -131,6 +131,7 @@ rule generate_unclip:
         ),
         checkpoint=clip_checkpoint(),
         model=local_model("sd_unclip"),
+        first_guess=unclip_first_guess(),
         pred=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.npy",
         pred_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.index.parquet",
         images=stim("images.npy"),

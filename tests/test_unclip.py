@@ -9,6 +9,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from diffusers import DDIMScheduler
+from diffusion_helpers import zero_unet_and_round_trip
+from PIL import Image
 
 from fmridecode.generators.unclip import (
     build_tiny_unclip,
@@ -17,6 +20,7 @@ from fmridecode.generators.unclip import (
     load_unclip,
     reconstruct_unclip,
 )
+from fmridecode.images import resize_images
 from fmridecode.io import DataError
 
 D = 16  # image-embedding width of the tiny pipeline
@@ -157,3 +161,33 @@ def test_resumed_rows_equal_the_uninterrupted_run(pipe, embeds, images):
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
     shifted = reconstruct_unclip(pipe, embeds[1:], batch_size=3, **FAST)  # first_row 0
     assert np.abs(shifted.astype(int) - images[1:]).mean() > 5
+
+
+def test_two_stage_img2img_from_a_first_guess(built, pipe, embeds, images):
+    """init_images + strength: 0 returns the init, 1 ignores it; in between, with the UNet's
+    output zeroed (DDIM then only rescales the noised init latent), less of the init survives
+    as strength grows. The tiny VAE is random, so 'the init' is its VAE round trip."""
+    init = np.random.default_rng(3).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    kept = reconstruct_unclip(pipe, embeds, batch_size=3, init_images=init, strength=0.0, **FAST)
+    np.testing.assert_array_equal(kept, resize_images(init, FAST["out_size"], Image.BICUBIC))
+    full = reconstruct_unclip(pipe, embeds, batch_size=3, init_images=init, strength=1.0, **FAST)
+    np.testing.assert_array_equal(full, images)  # strength 1: from noise, init unused
+    zero = load_unclip(str(built), device="cpu")
+    # epsilon prediction, so a zero output means "no change" (the tiny pipeline predicts v,
+    # where zero pulls every step towards grey)
+    zero.scheduler = DDIMScheduler.from_config(zero.scheduler.config, prediction_type="epsilon")
+    # the random tiny VAE's latents are tiny (SD's scaling factor makes them unit-variance):
+    # scale them up so the noise of a low strength is small against them, as with real weights
+    zero.vae.register_to_config(scaling_factor=4.0)
+    rt = zero_unet_and_round_trip(zero.unet, zero.vae, init)
+    opts = {"steps": 10, "out_size": 32, "progress": False, "batch_size": 3}
+    mse = {
+        s: np.mean(
+            (reconstruct_unclip(zero, embeds, init_images=init, strength=s, **opts) - rt) ** 2
+        )
+        for s in (0.1, 0.5, 1.0)
+    }
+    assert mse[0.1] < mse[0.5] < mse[1.0], mse
+    assert mse[0.1] < 100, mse  # a few grey levels: the init survives a low strength
+    with pytest.raises(DataError, match="init images must be uint8"):
+        reconstruct_unclip(pipe, embeds, init_images=init[:2], strength=0.5, **FAST)

@@ -10,6 +10,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from diffusion_helpers import zero_unet_and_round_trip
 from PIL import Image
 
 from fmridecode.generators.hf_parts import row_generator
@@ -170,12 +171,7 @@ def test_low_strength_stays_closer_to_the_init(built, tokens, init):
     left of the init is exactly what the noise level of ``strength`` leaves. The tiny VAE is
     random, so 'the init' is its VAE round trip (decode(encode(init)))."""
     zero = load_versatile(str(built), device="cpu")
-    torch.nn.init.zeros_(zero.image_unet.conv_out.weight)
-    torch.nn.init.zeros_(zero.image_unet.conv_out.bias)
-    with torch.no_grad():
-        x = torch.from_numpy(init).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        rt = zero.vae.decode(zero.vae.encode(x).latent_dist.mean).sample
-    rt = ((rt.clamp(-1, 1) + 1) * 127.5).round().permute(0, 2, 3, 1).numpy()
+    rt = zero_unet_and_round_trip(zero.image_unet, zero.vae, init)
     it, tt = tokens
     mse = {
         s: np.mean((reconstruct_versatile(zero, it, tt, init_images=init, strength=s, steps=10,

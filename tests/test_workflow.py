@@ -303,13 +303,15 @@ def test_versatile_generator_runs_in_the_workflow(tiny_run, tmp_path):
 
 
 def test_sd_unclip_generator_runs_in_the_workflow(tiny_run, tmp_path):
-    """sd_unclip end to end: a pipeline of small random parts, saved to a local folder and
-    named in the config, loaded by the workflow's loader; only its jobs are scheduled."""
+    """sd_unclip end to end, two-stage: a pipeline of small random parts, saved to a local
+    folder and named in the config, loaded by the workflow's loader, starting from the
+    decoded low-res first guess; only its jobs are scheduled."""
     from fmridecode.generators.unclip import build_tiny_unclip
 
     dim = np.load(tiny_run / OUT / "embed/image.npy").shape[1]
     model = build_tiny_unclip(tmp_path / "sd-unclip-tiny", embed_dim=dim, sample_size=16)
-    settings = {"model": str(model), "steps": 4, "batch_size": 16}
+    # two-stage: img2img from the low-res first guess over half of the steps
+    settings = {"model": str(model), "steps": 4, "batch_size": 16, "strength": 0.5}
     work, conf = with_generator(tiny_run, tmp_path, "sd_unclip", settings)
     target = f"{OUT}/metrics.parquet"
     jobs = scheduled_jobs(snakemake(work, "--dry-run", target, configfiles=[conf]))

@@ -13,6 +13,7 @@ from fmridecode.generators.resume import clear, resumable_sampler
 from fmridecode.generators.tiny_diffusion import save_reconstructions
 from fmridecode.generators.unclip import load_unclip, reconstruct_unclip
 from fmridecode.io import load_indexed
+from fmridecode.mappers.targets import align
 from fmridecode.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -20,6 +21,10 @@ log = setup(smk)
 p, s = smk.params, smk.params.settings
 pred, pred_index = load_indexed(smk.input.pred)
 images, index = load_indexed(smk.input.images)
+init = None
+if s["strength"] < 1:  # two-stage: img2img from the decoded low-res first guess
+    first, first_index = load_indexed(smk.input.first_guess[0])
+    init = align(first, list(first_index["stim_id"]), list(pred_index["stim_id"]), "first guess")
 pipe = load_unclip(s["model"], dtype=s["dtype"])
 log.info("sd_unclip from %s on %s (%s)", s["model"], pipe.device, pipe.unet.dtype)
 clip_model = preprocess = None
@@ -44,10 +49,12 @@ def make(k: int, a: int, b: int):
         batch_size=s["batch_size"],
         first_row=a,
         progress=False,
+        init_images=None if init is None else init[a:b],
+        strength=s["strength"],
     )
 
 
-key = (pred, dict(s), p.seed, p.out_size)
+key = (pred, init if init is not None else 0, dict(s), p.seed, p.out_size)
 sample = resumable_sampler(make, len(pred), s["batch_size"], cache, key, log)
 recons, _, score = best_of_n(
     sample, p.best_of, lambda imgs: embed_images(clip_model, preprocess, imgs), pred

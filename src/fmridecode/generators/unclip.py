@@ -17,6 +17,7 @@ so the whole path (save, load, reconstruct) is tested without any weights.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -195,6 +196,8 @@ def reconstruct_unclip(
     progress: bool = True,
     embed_norm: float | None = None,
     first_row: int = 0,
+    init_images: np.ndarray | None = None,
+    strength: float = 1.0,
 ) -> np.ndarray:
     """One image per embedding row: (N, D) -> uint8 (N, out_size, out_size, 3).
 
@@ -213,6 +216,12 @@ def reconstruct_unclip(
     seed and batch size -> identical images. (Batched float kernels may add in another order,
     so another batch size can move a rare pixel by one grey level.) Images are generated at
     the pipeline's native resolution and resized (bicubic) to ``out_size``.
+
+    Two-stage (img2img): ``init_images`` uint8 (N, H, W, 3), e.g. the low-level first guess,
+    are resized (Lanczos) to the pipeline's resolution, VAE-encoded (posterior mean), noised to
+    the level of ``strength`` (noise from a second per-row generator) and denoised over the last
+    ``int(strength * steps)`` steps; the predicted embedding conditions every step as usual.
+    ``strength`` 1 or no init: from pure noise; no step to run: the init images come back.
     """
     d = image_embed_dim(pipe)
     x = np.asarray(image_embeds)
@@ -240,10 +249,28 @@ def reconstruct_unclip(
     if len(prompts) != n:
         raise DataError(f"{len(prompts)} prompts for {n} image embeddings")
 
+    if not 0.0 <= strength <= 1.0:
+        raise DataError(f"strength must be in [0, 1], got {strength}")
+    n_run = steps
+    if init_images is not None:
+        init_images = np.asarray(init_images)
+        if init_images.ndim != 4 or init_images.dtype != np.uint8 or len(init_images) != n:
+            raise DataError(
+                f"init images must be uint8 (N={n}, H, W, 3), got {init_images.dtype} "
+                f"{init_images.shape}"
+            )
+        n_run = int(strength * steps + 1e-6)
+        if n_run == 0:  # nothing to denoise
+            return resize_images(init_images, out_size, Image.BICUBIC)
+
     target = expected_embed_norm(pipe) if embed_norm is None else float(embed_norm)
     x = (x / norms[:, None] * target).astype(np.float32)
     device = pipe._execution_device
     dtype = pipe.unet.dtype
+    from_init = init_images is not None and n_run < steps
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    if from_init and init_images.shape[1:3] != (size, size):
+        init_images = resize_images(init_images, size, Image.LANCZOS)
 
     saved_bar = dict(getattr(pipe, "_progress_bar_config", {}))
     pipe.set_progress_bar_config(disable=True)
@@ -252,15 +279,22 @@ def reconstruct_unclip(
         starts = range(0, n, batch_size)
         for s in tqdm(starts, desc="sd_unclip batches", disable=not progress):
             rows = range(s, min(s + batch_size, n))
-            imgs = pipe(
-                prompt=prompts[s : rows.stop],
-                image_embeds=torch.from_numpy(x[s : rows.stop]).to(device, dtype),
-                num_inference_steps=steps,
-                guidance_scale=guidance,
-                noise_level=noise_level,
-                generator=[row_generator(seed, first_row + i) for i in rows],
-                output_type="np",
-            ).images
+            row_ids = [first_row + i for i in rows]
+            latents = None
+            if from_init:
+                init = init_images[s : rows.stop]
+                latents = _noised_init(pipe, init, steps, n_run, seed, row_ids)
+            with _last_timesteps(pipe.scheduler, n_run):
+                imgs = pipe(
+                    prompt=prompts[s : rows.stop],
+                    image_embeds=torch.from_numpy(x[s : rows.stop]).to(device, dtype),
+                    num_inference_steps=steps,
+                    guidance_scale=guidance,
+                    noise_level=noise_level,
+                    generator=[row_generator(seed, i) for i in row_ids],
+                    latents=latents,
+                    output_type="np",
+                ).images
             imgs = (np.clip(imgs, 0.0, 1.0) * 255.0).round().astype(np.uint8)
             if imgs.shape[1] != out_size or imgs.shape[2] != out_size:
                 imgs = resize_images(imgs, out_size, Image.BICUBIC)
@@ -268,3 +302,50 @@ def reconstruct_unclip(
     finally:
         pipe._progress_bar_config = saved_bar
     return out
+
+
+#: offset of the seed of the init-image noise (kept apart from the pipeline's own noise)
+INIT_NOISE_SEED = 1_000_003
+
+
+@contextlib.contextmanager
+def _last_timesteps(scheduler, n_run: int):
+    """While active, ``scheduler.set_timesteps(steps)`` keeps only the last ``n_run`` steps
+    (img2img: the pipeline then denoises from the noised init over those steps only)."""
+    original = scheduler.set_timesteps
+
+    def truncated(num_inference_steps: int, *args, **kwargs):
+        original(num_inference_steps, *args, **kwargs)
+        scheduler.timesteps = scheduler.timesteps[num_inference_steps - n_run :]
+
+    scheduler.set_timesteps = truncated
+    try:
+        yield
+    finally:
+        del scheduler.set_timesteps  # back to the class method
+
+
+@torch.no_grad()
+def _noised_init(
+    pipe: StableUnCLIPImg2ImgPipeline,
+    init: np.ndarray,
+    steps: int,
+    n_run: int,
+    seed: int,
+    rows: list[int],
+) -> torch.Tensor:
+    """VAE latents of the init images noised to the first of the last ``n_run`` of ``steps``."""
+    device, vae = pipe._execution_device, pipe.vae
+    x0 = torch.from_numpy(init).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    z0 = vae.encode(x0.to(device, vae.dtype)).latent_dist.mean.float()
+    z0 = z0 * vae.config.scaling_factor
+    noise = torch.stack(
+        [
+            torch.randn(z0.shape[1:], generator=row_generator(seed + INIT_NOISE_SEED, i))
+            for i in rows
+        ]
+    ).to(device)
+    pipe.scheduler.set_timesteps(steps, device=device)
+    t_start = pipe.scheduler.timesteps[steps - n_run : steps - n_run + 1]
+    latents = pipe.scheduler.add_noise(z0, noise, t_start.repeat(len(rows)))
+    return latents.to(pipe.unet.dtype)
