@@ -121,10 +121,10 @@ def worker(
 
 
 def rows_r(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a - a.mean(1, keepdims=True)
-    b = b - b.mean(1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))
+    """Per-row Pearson r (rows = voxels, columns = trials)."""
+    from fmridecode.metrics.glm_recovery import columnwise_r
+
+    return columnwise_r(a.T, b.T)
 
 
 def run_child(which: str, folder: Path, args: argparse.Namespace) -> dict:

@@ -19,8 +19,7 @@ from scipy import optimize, stats
 
 from fmridecode.datasets.bids import find_runs
 from fmridecode.glm import design, hrf
-from fmridecode.glm.fit import fit_session
-from fmridecode.glm.fit import fit_single_trial as _fit_b
+from fmridecode.glm.fit import fit_runs, fit_session
 from fmridecode.glm.single import GLMOptions
 from fmridecode.io import DataError
 
@@ -28,11 +27,21 @@ TR = 1.6
 DUR = 3.0
 
 
-def fit_single_trial(*args, **kw):
-    """Type B with the stretched double-gamma library (the simulator below uses its shapes)."""
-    if "hrfs" not in kw:
-        kw["hrfs"] = hrf.stretched_library() if kw.get("library", True) else [hrf.canonical()]
-    return _fit_b(*args, **kw)
+def fit_single_trial(
+    data, events, tr, stim_dur, *, library=True, poly_degree=None, chunk_size=50000,
+    progress=False, run_names=None,
+):  # fmt: skip
+    """Type B alone, exact onsets, with the double gammas the simulator below uses (the
+    stretched library, or the canonical HRF): the result with type B's fields flattened."""
+    hrfs = hrf.stretched_library() if library else [hrf.canonical()]
+    opts = GLMOptions(
+        types=("B",), hrfs=tuple(hrfs), onsets="exact", poly_degree=poly_degree,
+        chunk_size=chunk_size,
+    )  # fmt: skip
+    res = fit_runs(data, events, tr, stim_dur, opts, progress=progress, run_names=run_names)
+    res.betas, res.r2 = res.betas["B"], res.r2["B"]
+    res.trials = res.trials.drop(columns="condition")
+    return res
 
 
 # ---------------------------------------------------------------- independent reference

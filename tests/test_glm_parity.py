@@ -37,6 +37,7 @@ import pytest
 from fmridecode.datasets.bids import find_runs
 from fmridecode.glm.fit import fit_session
 from fmridecode.glm.single import GLMOptions
+from fmridecode.metrics.glm_recovery import columnwise_r
 
 REPO = Path(__file__).resolve().parents[1]
 PARITY = Path(os.environ.get("GLM_PARITY_DIR", REPO.parent / "shared/reference/glm/parity"))
@@ -46,11 +47,8 @@ pytestmark = pytest.mark.skipif(
 
 
 def rows_r(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-row Pearson r."""
-    a = a - a.mean(1, keepdims=True)
-    b = b - b.mean(1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):  # all-zero rows give nan
-        return (a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1))
+    """Per-row Pearson r (rows = voxels, columns = trials), the metric's own function."""
+    return columnwise_r(a.T, b.T)
 
 
 @pytest.fixture(scope="module")

@@ -264,3 +264,13 @@ def test_recon_rows_score_perfect_and_shuffled_reconstructions():
         for r in recon_rows(stimuli[order], stimuli, emb[order], emb, 16, base)
     }
     assert shuffled["pixcorr"] < 0.2 and shuffled["two_way_identification"] < 0.5
+
+
+def test_columnwise_r_hand_case():
+    from fmridecode.metrics.glm_recovery import columnwise_r
+
+    a = np.array([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]])
+    b = np.array([[2.0, 3.0], [4.0, 2.0], [6.0, 1.0]])
+    np.testing.assert_allclose(columnwise_r(a, b), [1.0, -1.0])
+    with pytest.raises(DataError, match="must be equal"):
+        columnwise_r(a, b[:2])

@@ -52,16 +52,23 @@ def test_changed_inputs_never_reuse_chunks(tmp_path) -> None:
         generate_resumable(lambda s, e: make_rows(0, 1), 4, 2, tmp_path, a, progress=False)
 
 
-def test_resumable_sampler_keeps_samples_apart(tmp_path) -> None:
-    from fmridecode.generators.resume import resumable_sampler
+def test_best_of_resumable_keeps_samples_apart(tmp_path) -> None:
+    from fmridecode.generators.resume import best_of_resumable
 
     made = []
 
     def make(k: int, a: int, b: int) -> np.ndarray:
         made.append((k, a, b))
-        return make_rows(a, b) + k
+        return make_rows(a, b) + 50 * k
 
-    sample = resumable_sampler(make, 4, 2, tmp_path, (np.arange(4), {"s": 1}))
-    first, second = sample(0), sample(1)
-    assert (second.astype(int) - first).min() == 1  # sample 1 is not sample 0's cache
-    assert sample(0).tolist() == first.tolist() and len(made) == 4  # reused, nothing remade
+    def embed(images: np.ndarray) -> np.ndarray:  # sample 1 is brighter: closer to target
+        return np.stack([[1.0, float(im.mean())] for im in images])
+
+    target = np.tile([0.0, 1.0], (4, 1))
+    key = (np.arange(4), {"s": 1})
+    best = best_of_resumable(make, 4, 2, tmp_path, key, 2, embed, target)
+    np.testing.assert_array_equal(best, make_rows(0, 4) + 50)  # sample 1 chosen everywhere
+    assert len(made) == 4  # 2 samples x 2 chunks, each made once
+    again = best_of_resumable(make, 4, 2, tmp_path, key, 2, embed, target)
+    np.testing.assert_array_equal(again, best)
+    assert len(made) == 4  # a rerun reuses every chunk of both samples

@@ -151,3 +151,18 @@ def test_match_target_stats_restores_the_training_scale():
     np.testing.assert_allclose(out[:, 3], train[:, 3].mean(), rtol=1e-5)
     # order within a feature is kept (a monotone map per feature)
     assert (np.argsort(out[:, 0]) == np.argsort(shrunk[:, 0])).all()
+
+
+def test_mean_per_stimulus_groups_by_id_not_position():
+    import pandas as pd
+
+    from fmridecode.mappers.targets import mean_per_stimulus
+
+    rows = np.array([[1.0], [3.0], [10.0], [5.0]])
+    index = pd.DataFrame({"stim_id": ["b", "b", "a", "b"]})
+    means, ids = mean_per_stimulus(rows, index)
+    assert ids == ["a", "b"] and means[:, 0].tolist() == [10.0, 3.0]
+    means, ids = mean_per_stimulus(rows, index, ["b", "a"])
+    assert means[:, 0].tolist() == [3.0, 10.0]
+    with pytest.raises(DataError, match="no rows for 1 stimuli"):
+        mean_per_stimulus(rows, index, ["c"])

@@ -9,6 +9,7 @@ from fmridecode.generators.versatile import (
     load_versatile,
 )
 from fmridecode.io import load_indexed, read_parquet, save_indexed, write_json
+from fmridecode.mappers.targets import mean_per_stimulus
 from fmridecode.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -23,13 +24,7 @@ pipe = load_versatile(p.model, dtype=p.dtype)
 log.info("Versatile Diffusion from %s: %d images, %d captions", p.model, len(images), len(captions))
 image_tokens, _ = encode_condition_tokens(pipe, images, None)
 _, caption_tokens = encode_condition_tokens(pipe, None, list(captions["caption"]))
-groups = captions.groupby("stim_id", sort=False).indices
-missing = [s for s in index["stim_id"] if s not in groups]
-if missing:
-    raise ValueError(
-        f"{smk.input.captions}: no caption for {len(missing)} images, e.g. {missing[:3]}"
-    )
-text_tokens = np.stack([caption_tokens[groups[s]].mean(axis=0) for s in index["stim_id"]])
+text_tokens, _ = mean_per_stimulus(caption_tokens, captions, list(index["stim_id"]))
 ids = pd.DataFrame({"stim_id": index["stim_id"], "split": index["split"]})
 save_indexed(smk.output.image, image_tokens.reshape(len(ids), -1).astype(np.float32), ids)
 save_indexed(smk.output.text, text_tokens.reshape(len(ids), -1).astype(np.float32), ids)

@@ -23,5 +23,5 @@ for target in ("image", "text", "latent"):
         pred = model.predict(X[test])
         if target != "latent":  # tokens: Brain-Diffuser's rescaling; latents: as predicted
             pred = match_target_stats(pred, Y[train])
-        log.info("%s tokens: alpha %s, %d features", target, model.alpha_, Y.shape[1])
+        log.info("%s targets: alpha %s, %d features", target, model.alpha_, Y.shape[1])
     save_indexed(smk.output[f"pred_{target}"], pred.astype("float32"), test_index)

@@ -8,8 +8,7 @@ from pathlib import Path
 
 from fmridecode.embeddings.cache import embed_images
 from fmridecode.embeddings.model import load_model
-from fmridecode.generators.best_of import best_of_n
-from fmridecode.generators.resume import clear, resumable_sampler
+from fmridecode.generators.resume import best_of_resumable, clear
 from fmridecode.generators.tiny_diffusion import save_reconstructions
 from fmridecode.generators.unclip import load_unclip, reconstruct_unclip
 from fmridecode.io import load_indexed
@@ -55,10 +54,10 @@ def make(k: int, a: int, b: int):
 
 
 key = (pred, init if init is not None else 0, dict(s), p.seed, p.out_size)
-sample = resumable_sampler(make, len(pred), s["batch_size"], cache, key, log)
-recons, _, score = best_of_n(
-    sample, p.best_of, lambda imgs: embed_images(clip_model, preprocess, imgs), pred
-)
+recons = best_of_resumable(
+    make, len(pred), s["batch_size"], cache, key, p.best_of,
+    lambda imgs: embed_images(clip_model, preprocess, imgs), pred, log,
+)  # fmt: skip
 out = smk.output
 save_reconstructions(recons, pred_index, images, index, out.recons, out.pngs, out.grid)
 clear(cache)

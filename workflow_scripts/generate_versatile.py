@@ -9,8 +9,7 @@ from pathlib import Path
 
 from fmridecode.embeddings.cache import embed_images
 from fmridecode.embeddings.model import load_model
-from fmridecode.generators.best_of import best_of_n
-from fmridecode.generators.resume import clear, resumable_sampler
+from fmridecode.generators.resume import best_of_resumable, clear
 from fmridecode.generators.tiny_diffusion import save_reconstructions
 from fmridecode.generators.versatile import load_versatile, reconstruct_versatile
 from fmridecode.io import load_indexed
@@ -57,16 +56,16 @@ def make(k: int, a: int, b: int):
 
 
 key = (image_tokens, text_tokens, init, dict(s), p.seed, p.out_size)
-sample = resumable_sampler(make, len(ids), s["batch_size"], cache, key, log)
 # MindEye's best-of-N: keep the sample closest to the predicted CLIP embedding
 pred_clip, clip_index = load_indexed(smk.input.pred_clip)
 pred_clip = align(pred_clip, list(clip_index["stim_id"]), ids, "predicted CLIP embeddings")
 clip_model = preprocess = None
 if p.best_of > 1:
     clip_model, preprocess, _ = load_model(p.clip_model, p.clip_pretrained)
-recons, _, _ = best_of_n(
-    sample, p.best_of, lambda imgs: embed_images(clip_model, preprocess, imgs), pred_clip
-)
+recons = best_of_resumable(
+    make, len(ids), s["batch_size"], cache, key, p.best_of,
+    lambda imgs: embed_images(clip_model, preprocess, imgs), pred_clip, log,
+)  # fmt: skip
 out = smk.output
 save_reconstructions(recons, index, images, stim_index, out.recons, out.pngs, out.grid)
 clear(cache)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from fmridecode.generators.best_of import best_of_n
 from fmridecode.io import atomic_path
 
 
@@ -76,16 +77,20 @@ def clear(cache: str | Path) -> None:
     shutil.rmtree(cache, ignore_errors=True)
 
 
-def resumable_sampler(
+def best_of_resumable(
     make: Callable[[int, int, int], np.ndarray],
     n: int,
     chunk: int,
     cache: str | Path,
     key_parts: tuple,
+    best_of: int,
+    embed: Callable[[np.ndarray], np.ndarray],
+    target: np.ndarray,
     log: Any = None,
-) -> Callable[[int], np.ndarray]:
-    """``sample(k)`` for best-of-N: sample k of all ``n`` rows made by ``make(k, start, stop)``,
-    each sample resumable under its own key (``key_parts`` + k)."""
+) -> np.ndarray:
+    """MindEye's best-of-N over resumable samples: sample k of all ``n`` rows is made by
+    ``make(k, start, stop)`` in chunks kept under ``cache`` (key ``key_parts`` + k); per row the
+    sample whose ``embed`` is closest to ``target`` is kept (``best_of`` 1: the single sample)."""
 
     def sample(k: int) -> np.ndarray:
         key = run_key(*key_parts, k)
@@ -94,4 +99,7 @@ def resumable_sampler(
             log.info("sample %d: %d finished chunks of a killed run reused", k, reused)
         return images
 
-    return sample
+    images, _, score = best_of_n(sample, best_of, embed, target)
+    if best_of > 1 and log is not None:
+        log.info("best of %d: mean CLIP cosine %.3f", best_of, float(np.mean(score)))
+    return images

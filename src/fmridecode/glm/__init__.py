@@ -7,13 +7,12 @@ ridge), ``denoise`` (noise pool, PCs, thresholds), ``ridge`` (fractional ridge),
 ``outputs`` (files and figures), ``official`` (the official package, when installed).
 """
 
-from fmridecode.glm.fit import GLMResult, SessionFit, fit_runs, fit_session, fit_single_trial
+from fmridecode.glm.fit import SessionFit, fit_runs, fit_session
 from fmridecode.glm.hrf import HRF, SampledHRF, canonical, library
 from fmridecode.glm.single import GLMOptions, GLMSingleResult
 
 __all__ = [
     "GLMOptions",
-    "GLMResult",
     "GLMSingleResult",
     "HRF",
     "SampledHRF",
@@ -21,6 +20,5 @@ __all__ = [
     "canonical",
     "fit_runs",
     "fit_session",
-    "fit_single_trial",
     "library",
 ]

@@ -4,14 +4,13 @@
 chronological trial table (condition = index of the sorted stimulus ids, so repeats of an
 image are one condition) and runs the GLMsingle method of ``single``. ``fit_session`` reads a
 subject-session's BOLD runs inside a brain mask through the BIDS reader first.
-``fit_single_trial`` is type B alone, kept as a small API for the library-HRF fit.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -20,25 +19,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from fmridecode.datasets.bids import Run, bids_root, load_bold, read_events, repetition_time
-from fmridecode.glm import hrf as hrf_lib
 from fmridecode.glm.single import TYPES, GLMOptions, GLMSingleResult, fit_glm
 from fmridecode.io import DataError
 
 #: Grids whose affines differ by more than this (mm) are refused as different.
 AFFINE_TOLERANCE = 1e-4
-
-
-@dataclass
-class GLMResult:
-    """Single-trial GLM output for one session (V = voxels given, in their order)."""
-
-    betas: np.ndarray  #: (n_trials, V) float32, % signal change, chronological trial order
-    hrf_index: np.ndarray  #: (V,) int64, index into ``hrfs`` of each voxel's chosen HRF
-    r2: np.ndarray  #: (V,) float32, R2 (%) after drift removal (0 where nothing is left)
-    mean: np.ndarray  #: (V,) float32, mean signal over all runs (the % scaling)
-    trials: pd.DataFrame  #: columns trial, run (index into the runs given), onset, stim_id
-    hrfs: list[hrf_lib.HRF] = field(default_factory=list)  #: candidate HRFs, in index order
-    poly_degrees: list[int] = field(default_factory=list)  #: drift degree used per run
 
 
 def _check_inputs(
@@ -135,46 +120,6 @@ def fit_runs(
         raise DataError(f"{names[0]}...: no trials in any run, the single-trial design is empty")
     return fit_glm(
         data, trials, [Y.shape[0] for Y in data], tr, stim_dur, opts, names, progress=progress
-    )
-
-
-def fit_single_trial(
-    data: list[np.ndarray],
-    events: list[pd.DataFrame],
-    tr: float,
-    stim_dur: float,
-    *,
-    library: bool = True,
-    poly_degree: int | None = None,
-    chunk_size: int = 50000,
-    progress: bool = True,
-    hrfs: Sequence[hrf_lib.HRF] | None = None,
-    run_names: Sequence[str] | None = None,
-    onsets: str = "exact",
-) -> GLMResult:
-    """Type B alone (library HRF per voxel, OLS), as a ``GLMResult``.
-
-    ``library``: choose among ``hrf.library()`` (else the canonical HRF); ``hrfs`` overrides
-    the candidates. ``onsets``: "exact" (default here) or "nearest".
-    """
-    cands = tuple(hrfs) if hrfs is not None else None
-    opts = GLMOptions(
-        types=("B",),
-        library=library,
-        poly_degree=poly_degree,
-        chunk_size=chunk_size,
-        hrfs=cands,
-        onsets=onsets,
-    )
-    res = fit_runs(data, events, tr, stim_dur, opts, progress=progress, run_names=run_names)
-    return GLMResult(
-        betas=res.betas["B"],
-        hrf_index=res.hrf_index,
-        r2=res.r2["B"],
-        mean=res.mean,
-        trials=res.trials.drop(columns="condition"),
-        hrfs=res.hrfs,
-        poly_degrees=res.poly_degrees,
     )
 
 

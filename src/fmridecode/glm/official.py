@@ -45,7 +45,7 @@ def design_matrices(
 
 def official_params(opts: GLMOptions) -> dict:
     """GLMsingle's ``params`` for our options."""
-    want = [int(t in opts.needs() or t in opts.types) for t in "ABCD"]
+    want = [int(t in opts.needs()) for t in "ABCD"]
     params = {
         "wantlibrary": int(opts.library),
         "wantglmdenoise": int(opts.denoise),

@@ -14,6 +14,19 @@ def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return x / np.where(norm > 0, norm, 1.0)
 
 
+def mean_per_stimulus(
+    rows: np.ndarray, index: pd.DataFrame, ids: list[str] | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """Mean of the rows of each stimulus (``index["stim_id"]``, one per row), e.g. over its
+    captions; for ``ids`` in that order (error naming missing ones), else in sorted id order."""
+    groups = index.reset_index(drop=True).groupby("stim_id", sort=True).indices
+    ids = list(groups) if ids is None else list(ids)
+    missing = [s for s in ids if s not in groups]
+    if missing:
+        raise DataError(f"no rows for {len(missing)} stimuli, e.g. {missing[:5]}")
+    return np.stack([rows[groups[s]].mean(axis=0) for s in ids]), ids
+
+
 def text_embeddings(
     caption_emb: np.ndarray, caption_index: pd.DataFrame
 ) -> tuple[np.ndarray, list[str]]:
@@ -21,9 +34,7 @@ def text_embeddings(
 
     Returns (targets (n_images, d), stimulus ids in sorted order).
     """
-    groups = caption_index.reset_index(drop=True).groupby("stim_id", sort=True).indices
-    ids = list(groups)
-    out = np.stack([caption_emb[groups[s]].mean(axis=0) for s in ids])
+    out, ids = mean_per_stimulus(caption_emb, caption_index)
     return l2_normalize(out).astype(np.float32), ids
 
 

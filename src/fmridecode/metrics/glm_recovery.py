@@ -97,6 +97,19 @@ def match_trials(trials: pd.DataFrame, truth: Mapping[str, Any]) -> np.ndarray:
     return m.sort_values("est_row")["true_row"].to_numpy(dtype=np.int64)
 
 
+def columnwise_r(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson r between matching columns of ``a`` and ``b`` (n, V), e.g. per voxel across
+    trials; NaN where a column is constant."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 2:
+        raise DataError(f"columnwise_r: shapes {a.shape} and {b.shape} must be equal and 2D")
+    a = a - a.mean(axis=0)
+    b = b - b.mean(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (a * b).sum(axis=0) / np.sqrt((a**2).sum(axis=0) * (b**2).sum(axis=0))
+
+
 def glm_recovery(
     betas: np.ndarray, trials: pd.DataFrame, truth: Mapping[str, Any]
 ) -> dict[str, float]:
@@ -136,11 +149,9 @@ def glm_recovery(
             raise DataError(
                 f"glm_recovery: {int(const.sum())} responsive voxels have constant {name}"
             )
-    b = b - b.mean(axis=0)
+    r = columnwise_r(b, t)
     t = t - t.mean(axis=0)
-    cov = (b * t).sum(axis=0)
-    r = cov / np.sqrt((b**2).sum(axis=0) * (t**2).sum(axis=0))
-    slope = cov / (t**2).sum(axis=0)
+    slope = ((b - b.mean(axis=0)) * t).sum(axis=0) / (t**2).sum(axis=0)
     return {
         "r_median": float(np.median(r)),
         "r_mean": float(np.mean(r)),
