@@ -134,6 +134,18 @@ def unclip_first_guess():
     ]
 
 
+def unclip_caption():
+    """The predicted caption token states and their shape, when sd_unclip conditions on them."""
+    if config["generate"]["sd_unclip"]["text"] != "predicted":
+        return []
+    pred = f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_unclip_text"
+    return [
+        f"{pred}.npy",
+        f"{pred}.index.parquet",
+        f"{OUT}/embed/unclip_text_tokens.json",
+    ]
+
+
 def scored_generators():
     """Generators in the metric table: the configured ones, plus the first guesses scored on
     their own (lowlevel for tiny_two_stage, vd_lowlevel for versatile_diffusion)."""

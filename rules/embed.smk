@@ -89,3 +89,30 @@ rule embed_vd_tokens:
         dtype=config["generate"]["versatile_diffusion"]["dtype"],
     script:
         "../workflow_scripts/embed_vd_tokens.py"
+
+
+rule embed_unclip_text:
+    """sd_unclip caption conditioning: the shown images' captions through the pipeline's own
+    text encoder, averaged per image (the targets of fit_unclip_text)."""
+    input:
+        lib("generators/unclip.py", "generators/hf_parts.py", "mappers/targets.py"),
+        model=local_model("sd_unclip"),
+        images_index=stim("images.index.parquet"),
+        captions=stim("captions.parquet"),
+    output:
+        text=f"{OUT}/embed/unclip_text_tokens.npy",
+        text_index=f"{OUT}/embed/unclip_text_tokens.index.parquet",
+        shapes=f"{OUT}/embed/unclip_text_tokens.json",
+    log:
+        f"{OUT}/logs/embed_unclip_text.log",
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=60,
+    params:
+        model=config["generate"]["sd_unclip"]["model"],
+        dtype=config["generate"]["sd_unclip"]["dtype"],
+    script:
+        "../workflow_scripts/embed_unclip_text.py"

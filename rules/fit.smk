@@ -112,5 +112,40 @@ rule fit_vd_tokens:
         cv_folds=config["fit"]["ridge"]["cv_folds"],
         standardize=config["fit"]["ridge"]["standardize"],
         seed=config["fit"]["seed"],
+        targets={"image": True, "text": True, "latent": False},  # rescale tokens, not latents
     script:
-        "../workflow_scripts/fit_vd_tokens.py"
+        "../workflow_scripts/fit_tokens.py"
+
+
+rule fit_unclip_text:
+    """sd_unclip with generate.sd_unclip.text: predicted: ridge from voxels to the caption
+    token states of its text encoder (rescaled to the training targets' statistics); mapper
+    truth: the test images' true ones."""
+    input:
+        lib("mappers/ridge.py", "mappers/targets.py"),
+        voxels=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.npy",
+        voxels_index=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.index.parquet",
+        text=f"{OUT}/embed/unclip_text_tokens.npy",
+        text_index=f"{OUT}/embed/unclip_text_tokens.index.parquet",
+    output:
+        pred_text=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_unclip_text.npy",
+        pred_text_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_unclip_text.index.parquet",
+    log:
+        f"{OUT}/logs/fit/sub-{{subject}}_{{mapper}}_unclip_text.log",
+    wildcard_constraints:
+        mapper="ridge|truth",
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=60,
+    params:
+        truth=lambda w: w.mapper == "truth",
+        alphas=config["fit"]["ridge"]["alphas"],
+        cv_folds=config["fit"]["ridge"]["cv_folds"],
+        standardize=config["fit"]["ridge"]["standardize"],
+        seed=config["fit"]["seed"],
+        targets={"text": True},
+    script:
+        "../workflow_scripts/fit_tokens.py"

@@ -156,6 +156,7 @@ rule noise_sensitivity:
         amplitudes=config["generate"]["noise_sensitivity"]["amplitudes"],
         steps=config["generate"]["tiny"]["steps"],
         guidance=config["generate"]["tiny"]["guidance"],
+        device=config["generate"]["tiny"]["device"],
         strength=config["generate"]["two_stage"]["strength"],
         seed=config["generate"]["seed"],
         out_size=config["metrics"]["image_size"],

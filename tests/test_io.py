@@ -59,3 +59,15 @@ def test_atomic_dir_replaces_whole_or_not_at_all(tmp_path):
         (tmp / "c.txt").write_text("3")
     assert [p.name for p in target.iterdir()] == ["c.txt"]  # replaced, not merged
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temp folders left
+
+
+def test_json_roundtrip_and_errors_name_the_file(tmp_path):
+    from fmridecode.io import read_json, write_json
+
+    write_json({"b": np.float32(1.5), "a": [1, 2]}, tmp_path / "x.json")
+    assert read_json(tmp_path / "x.json") == {"a": [1, 2], "b": 1.5}
+    with pytest.raises(DataError, match="missing.json: file not found"):
+        read_json(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(DataError, match="bad.json: not valid JSON"):
+        read_json(tmp_path / "bad.json")

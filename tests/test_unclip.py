@@ -15,6 +15,7 @@ from PIL import Image
 
 from fmridecode.generators.unclip import (
     build_tiny_unclip,
+    encode_text_tokens,
     expected_embed_norm,
     image_embed_dim,
     load_unclip,
@@ -107,6 +108,28 @@ def test_prompt_and_noise_level_change_the_image(pipe, embeds, images):
     np.testing.assert_array_equal(texted[1], images[1])  # '' is the default prompt
     noised = reconstruct_unclip(pipe, embeds, noise_level=900, **FAST)
     assert np.abs(noised.astype(int) - images).mean() > 2
+
+
+def test_caption_token_states_condition_like_the_prompt(pipe, embeds, images):
+    """The targets a mapper predicts for caption conditioning are exactly what the pipeline
+    makes of the text: conditioning on them reproduces the prompted images."""
+    texts = ["a red cat", "", "sky"]
+    tokens = encode_text_tokens(pipe, texts, batch_size=2)
+    width = pipe.text_encoder.config.hidden_size
+    assert tokens.shape == (3, pipe.tokenizer.model_max_length, width)
+    assert tokens.dtype == np.float32 and np.isfinite(tokens).all()
+    prompted = reconstruct_unclip(pipe, embeds, prompt=texts, **FAST)
+    from_tokens = reconstruct_unclip(pipe, embeds, prompt_embeds=tokens, **FAST)
+    assert np.abs(from_tokens.astype(int) - prompted).max() <= 1  # float rounding only
+    assert np.abs(from_tokens[1].astype(int) - images[1]).max() <= 1  # '' = no prompt
+    with pytest.raises(DataError, match=rf"\(N=3, tokens, {width}\)"):
+        reconstruct_unclip(pipe, embeds, prompt_embeds=tokens[:, :, :-1], **FAST)
+    with pytest.raises(DataError, match="not both"):
+        reconstruct_unclip(pipe, embeds, prompt="a cat", prompt_embeds=tokens, **FAST)
+    bad = tokens.copy()
+    bad[0, 0, 0] = np.inf
+    with pytest.raises(DataError, match="non-finite"):
+        reconstruct_unclip(pipe, embeds, prompt_embeds=bad, **FAST)
 
 
 def test_float16_pipeline_runs(built, embeds, images):

@@ -13,7 +13,7 @@ import torch
 from diffusion_helpers import zero_unet_and_round_trip
 from PIL import Image
 
-from fmridecode.generators.hf_parts import row_generator
+from fmridecode.generators.seeding import row_generator
 from fmridecode.generators.tiny_diffusion import resize_images
 from fmridecode.generators.versatile import (
     build_tiny_versatile,

@@ -303,21 +303,29 @@ def test_versatile_generator_runs_in_the_workflow(tiny_run, tmp_path):
 
 
 def test_sd_unclip_generator_runs_in_the_workflow(tiny_run, tmp_path):
-    """sd_unclip end to end, two-stage: a pipeline of small random parts, saved to a local
-    folder and named in the config, loaded by the workflow's loader, starting from the
-    decoded low-res first guess; only its jobs are scheduled."""
+    """sd_unclip end to end, two-stage and with predicted captions: a pipeline of small random
+    parts, saved to a local folder and named in the config, loaded by the workflow's loader,
+    starting from the decoded low-res first guess, its text side conditioned on caption token
+    states that ridge predicts from the voxels; only its jobs are scheduled."""
     from fmridecode.generators.unclip import build_tiny_unclip
 
     dim = np.load(tiny_run / OUT / "embed/image.npy").shape[1]
     model = build_tiny_unclip(tmp_path / "sd-unclip-tiny", embed_dim=dim, sample_size=16)
     # two-stage: img2img from the low-res first guess over half of the steps
     settings = {"model": str(model), "steps": 4, "batch_size": 16, "strength": 0.5}
+    settings["text"] = "predicted"
     work, conf = with_generator(tiny_run, tmp_path, "sd_unclip", settings)
     target = f"{OUT}/metrics.parquet"
     jobs = scheduled_jobs(snakemake(work, "--dry-run", target, configfiles=[conf]))
     assert jobs.get("generate_unclip") == 3  # 2 subjects x ridge, + truth once
+    assert jobs.get("embed_unclip_text") == 1 and jobs.get("fit_unclip_text") == 3
     assert not (UPSTREAM | {"fit_ridge", "generate"}) & set(jobs), jobs  # tiny family kept
     snakemake(work, target, configfiles=[conf])
+    shape = json.loads((work / OUT / "embed/unclip_text_tokens.json").read_text())["text"]
+    train = np.load(work / OUT / "embed/unclip_text_tokens.npy")
+    pred = np.load(work / OUT / "fit/sub-01/ridge/pred_unclip_text.npy")
+    assert train.shape[1] == pred.shape[1] == np.prod(shape) and np.isfinite(pred).all()
+    assert abs(pred.std() / train.std() - 1) < 0.2  # rescaled to the training statistics
     two_way = recon_scores(work)
     assert {("02", "ridge", "sd_unclip"), ("01", "truth", "sd_unclip")} <= set(two_way.index)
     recons = np.load(work / OUT / "generate/sub-01/ridge/sd_unclip/recons.npy")

@@ -2,13 +2,18 @@
 
 tiny: from noise; tiny_two_stage: img2img from the decoded low-res first guess; tiny_guided:
 CLIP-gradient guidance towards the predicted embedding, from noise or from the non-test
-stimulus closest to the prediction. Each: best of generate.best_of samples.
+stimulus closest to the prediction. Each: best of generate.best_of samples. Finished chunks
+of generate.tiny.sample_batch images are kept in ``.partial/`` beside each generator's outputs
+until they are written, so a killed run (rerun with --rerun-incomplete) resumes there.
 """
 
+from pathlib import Path
+
+from fmridecode.devices import resolve_device
 from fmridecode.embeddings.cache import embed_images
 from fmridecode.embeddings.model import load_model
-from fmridecode.generators.best_of import best_of_n
 from fmridecode.generators.guidance import clip_guide, nearest_in_bank
+from fmridecode.generators.resume import best_of_resumable, clear
 from fmridecode.generators.tiny_diffusion import load_generator, reconstruct, save_reconstructions
 from fmridecode.io import load_indexed
 from fmridecode.mappers.targets import align
@@ -20,11 +25,12 @@ p, out = smk.params, smk.output
 pred, pred_index = load_indexed(smk.input.pred)
 images, index = load_indexed(smk.input.images)
 ids = list(pred_index["stim_id"])
-pipe = load_generator(smk.input.model)
+device = resolve_device(p.device)
+pipe = load_generator(smk.input.model, device)
 settings = dict(p.generators)
 clip_model = preprocess = None
 if p.best_of > 1 or any(s["guide_scale"] > 0 for s in settings.values()):
-    clip_model, preprocess, _ = load_model(p.clip_model, p.clip_pretrained)
+    clip_model, preprocess, _ = load_model(p.clip_model, p.clip_pretrained, device)
 
 
 def start_images(start: str):
@@ -45,29 +51,32 @@ def start_images(start: str):
 
 for k, (name, s) in enumerate(settings.items()):
     init = start_images(s["start"])
-    guide = clip_guide(clip_model, pred) if s["guide_scale"] > 0 else None
 
-    def sample(j: int, init=init, guide=guide, s=s):
-        """The j-th sample of every test image (j = 0: the single-sample result)."""
+    def make(j: int, a: int, b: int, init=init, s=s):
+        """Rows a:b of the j-th sample of the test images (j = 0: the single-sample result)."""
         return reconstruct(
             pipe,
-            pred,
+            pred[a:b],
             steps=p.steps,
             guidance=p.guidance,
             seed=p.seed + 7919 * j,
             out_size=p.out_size,
-            init_images=init,
+            batch_size=p.sample_batch,
+            init_images=None if init is None else init[a:b],
             strength=s["strength"],
-            guide=guide,
+            guide=clip_guide(clip_model, pred[a:b]) if s["guide_scale"] > 0 else None,
             guide_scale=s["guide_scale"],
+            first_row=a,
         )
 
-    recons, _, score = best_of_n(
-        sample, p.best_of, lambda imgs: embed_images(clip_model, preprocess, imgs), pred
-    )
+    cache = Path(out.recons[k]).parent / ".partial"
+    key = (pred, init if init is not None else 0, s, p.steps, p.guidance, p.seed, p.out_size)
+    recons = best_of_resumable(
+        make, len(pred), p.sample_batch, cache, (name, *key), p.best_of,
+        lambda imgs: embed_images(clip_model, preprocess, imgs), pred, log,
+    )  # fmt: skip
     save_reconstructions(
         recons, pred_index, images, index, out.recons[k], out.pngs[k], out.grids[k]
     )
-    if p.best_of > 1:
-        log.info("%s: best of %d, mean CLIP cosine %.3f", name, p.best_of, score.mean())
-    log.info("%s: %d reconstructions (%s)", name, len(ids), s)
+    clear(cache)
+    log.info("%s: %d reconstructions on %s (%s)", name, len(ids), device, s)

@@ -1,4 +1,5 @@
-"""Rule generate_unclip: Stable Diffusion 2.1 unCLIP from the predicted CLIP image embeddings.
+"""Rule generate_unclip: Stable Diffusion 2.1 unCLIP from the predicted CLIP image embeddings,
+with a text prompt or, by config (text: predicted), with caption token states predicted from fMRI.
 
 Finished chunks of images are kept in ``.partial/`` beside the outputs until the job ends, so
 a killed run (rerun with --rerun-incomplete) resumes where it stopped.
@@ -11,7 +12,7 @@ from fmridecode.embeddings.model import load_model
 from fmridecode.generators.resume import best_of_resumable, clear
 from fmridecode.generators.tiny_diffusion import save_reconstructions
 from fmridecode.generators.unclip import load_unclip, reconstruct_unclip
-from fmridecode.io import load_indexed
+from fmridecode.io import load_indexed, read_json
 from fmridecode.mappers.targets import align
 from fmridecode.workflow import setup
 
@@ -24,6 +25,11 @@ init = None
 if s["strength"] < 1:  # two-stage: img2img from the decoded low-res first guess
     first, first_index = load_indexed(smk.input.first_guess[0])
     init = align(first, list(first_index["stim_id"]), list(pred_index["stim_id"]), "first guess")
+prompt_embeds = None
+if s["text"] == "predicted":  # caption token states predicted from fMRI, in place of a prompt
+    tokens, tokens_index = load_indexed(smk.input.caption[0])
+    tokens = align(tokens, list(tokens_index["stim_id"]), list(pred_index["stim_id"]), "captions")
+    prompt_embeds = tokens.reshape(len(tokens), *read_json(smk.input.caption[2])["text"])
 pipe = load_unclip(s["model"], dtype=s["dtype"])
 log.info("sd_unclip from %s on %s (%s)", s["model"], pipe.device, pipe.unet.dtype)
 clip_model = preprocess = None
@@ -44,7 +50,8 @@ def make(k: int, a: int, b: int):
         seed=p.seed + 7919 * k,
         out_size=p.out_size,
         noise_level=s["noise_level"],
-        prompt=s["prompt"],
+        prompt="" if prompt_embeds is not None else s["prompt"],
+        prompt_embeds=None if prompt_embeds is None else prompt_embeds[a:b],
         batch_size=s["batch_size"],
         first_row=a,
         progress=False,
@@ -53,7 +60,8 @@ def make(k: int, a: int, b: int):
     )
 
 
-key = (pred, init if init is not None else 0, dict(s), p.seed, p.out_size)
+key = (pred, 0 if init is None else init, 0 if prompt_embeds is None else prompt_embeds)
+key += (dict(s), p.seed, p.out_size)
 recons = best_of_resumable(
     make, len(pred), s["batch_size"], cache, key, p.best_of,
     lambda imgs: embed_images(clip_model, preprocess, imgs), pred, log,

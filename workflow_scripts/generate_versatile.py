@@ -4,7 +4,6 @@ Finished chunks of images are kept in ``.partial/`` beside the outputs until the
 a killed run (rerun with --rerun-incomplete) resumes where it stopped.
 """
 
-import json
 from pathlib import Path
 
 from fmridecode.embeddings.cache import embed_images
@@ -12,14 +11,14 @@ from fmridecode.embeddings.model import load_model
 from fmridecode.generators.resume import best_of_resumable, clear
 from fmridecode.generators.tiny_diffusion import save_reconstructions
 from fmridecode.generators.versatile import load_versatile, reconstruct_versatile
-from fmridecode.io import load_indexed
+from fmridecode.io import load_indexed, read_json
 from fmridecode.mappers.targets import align
 from fmridecode.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 p, s = smk.params, smk.params.settings
-shapes = json.loads(open(smk.input.shapes).read())
+shapes = read_json(smk.input.shapes)
 image_tokens, index = load_indexed(smk.input.pred_image)
 text_tokens, text_index = load_indexed(smk.input.pred_text)
 ids = list(index["stim_id"])

@@ -27,7 +27,7 @@ images, index = load_indexed(smk.input.images)
 stimuli = align(images, list(index["stim_id"]), ids, "stimuli")
 emb, emb_index = load_indexed(smk.input.image)
 true_emb = align(emb, list(emb_index["stim_id"]), ids, "image embeddings")
-pipe = load_generator(smk.input.model)
+pipe = load_generator(smk.input.model, p.device)
 model, preprocess, _ = load_model(p.clip_model, p.clip_pretrained)
 rows = []
 for amp in [0.0, *sorted(float(a) for a in p.amplitudes)]:

@@ -1,16 +1,14 @@
 """Rule vd_first_guess: predicted VAE latents decoded by the VD pipeline's VAE (vd_lowlevel)."""
 
-import json
-
 from fmridecode.generators.tiny_diffusion import save_reconstructions
 from fmridecode.generators.versatile import decode_latents, load_versatile
-from fmridecode.io import load_indexed
+from fmridecode.io import load_indexed, read_json
 from fmridecode.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 p = smk.params
-shape = json.loads(open(smk.input.shapes).read())["latent"]
+shape = read_json(smk.input.shapes)["latent"]
 pred, index = load_indexed(smk.input.pred)
 images, stim_index = load_indexed(smk.input.images)
 pipe = load_versatile(p.model, dtype=p.dtype)

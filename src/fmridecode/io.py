@@ -114,6 +114,16 @@ def read_parquet(path: str | os.PathLike) -> pd.DataFrame:
         raise DataError(f"{path}: cannot read as parquet ({e})") from e
 
 
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file; a missing or malformed file is a DataError naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError as e:
+        raise DataError(f"{path}: file not found") from e
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from e
+
+
 def write_json(obj: Any, path: str | os.PathLike) -> None:
     """Write JSON atomically, pretty-printed and key-sorted (stable diffs)."""
     with atomic_path(path) as tmp:

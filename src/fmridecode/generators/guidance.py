@@ -25,7 +25,8 @@ def clip_guide(
 
     ``x0`` is (B, 3, H, W) in [-1, 1]; it is resized (bilinear, antialiased) to the model's
     input size and normalised with the model's mean and std, as its preprocess does to PIL
-    images. ``rows`` picks the batch's targets out of ``targets`` (N, D).
+    images. ``rows`` picks the batch's targets out of ``targets`` (N, D). The model must be on
+    the device of ``x0`` (the generator's).
     """
     cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
     size = model.visual.image_size
@@ -39,7 +40,8 @@ def clip_guide(
 
     def loss(x0: torch.Tensor, rows: slice) -> torch.Tensor:
         img = F.interpolate((x0 + 1) / 2, size=size, mode="bilinear", antialias=True)
-        emb = F.normalize(model.encode_image((img - mean) / std), dim=-1)
+        img = (img - mean.to(img)) / std.to(img)
+        emb = F.normalize(model.encode_image(img).float(), dim=-1)
         return 1 - (emb * target[rows].to(emb)).sum(dim=-1)
 
     return loss

@@ -13,8 +13,6 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-import torch
 from diffusers import AutoencoderKL
 from transformers import CLIPTextConfig, CLIPTokenizer, CLIPVisionConfig
 
@@ -95,21 +93,6 @@ def tiny_vae(channels: tuple[int, ...], image_size: int) -> AutoencoderKL:
         layers_per_block=1,
         sample_size=image_size,
     ).eval()
-
-
-def torch_dtype(dtype: str, device: str) -> torch.dtype:
-    """'auto' -> float16 on CUDA (half the memory), float32 elsewhere; or the named dtype."""
-    if dtype == "auto":
-        return torch.float16 if device.startswith("cuda") else torch.float32
-    if dtype in ("float32", "float16", "bfloat16"):
-        return getattr(torch, dtype)
-    raise DataError(f"unknown dtype {dtype!r}: use 'auto', 'float32', 'float16' or 'bfloat16'")
-
-
-def row_generator(seed: int, row: int) -> torch.Generator:
-    """A CPU generator seeded from (seed, row): noise per image, independent of batching."""
-    state = np.random.SeedSequence([seed, row]).generate_state(2)  # two uint32 words
-    return torch.Generator("cpu").manual_seed(int(state[0]) << 31 ^ int(state[1]))
 
 
 def resolve_pipeline(

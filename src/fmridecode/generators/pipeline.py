@@ -131,7 +131,7 @@ class EmbeddingDiffusionPipeline(DiffusionPipeline):
         embeds: torch.Tensor | np.ndarray,
         num_inference_steps: int = 25,
         guidance_scale: float = 3.0,
-        generator: torch.Generator | int | None = None,
+        generator: torch.Generator | list[torch.Generator] | int | None = None,
         batch_size: int = 64,
         init_images: np.ndarray | None = None,
         strength: float = 1.0,
@@ -140,9 +140,11 @@ class EmbeddingDiffusionPipeline(DiffusionPipeline):
     ) -> np.ndarray:
         """Sample one image per embedding row; returns uint8 (N, H, W, 3).
 
-        All initial noise is drawn up front from ``generator`` (a seed is accepted too), so the
-        result depends on the seed but not on ``batch_size``. DDIM with eta=0 is deterministic
-        after that. ``guidance_scale == 1`` skips the unconditional pass.
+        All initial noise is drawn up front from ``generator`` (a seed is accepted too), or one
+        image's noise from each generator of a list (one per row, as diffusers pipelines take
+        them: what makes rows independent of how they are split into calls), so the result
+        depends on the seed but not on ``batch_size``. DDIM with eta=0 is deterministic after
+        that. ``guidance_scale == 1`` skips the unconditional pass.
 
         img2img (the second stage of two-stage reconstruction): ``init_images`` (N, S, S, 3)
         uint8 at the model's resolution are noised to the level of ``strength`` (0: returned
@@ -172,7 +174,14 @@ class EmbeddingDiffusionPipeline(DiffusionPipeline):
         device = self.unet.device
         size = self.unet.config.sample_size
         n = embeds.shape[0]
-        noise = torch.randn((n, 3, size, size), generator=generator, dtype=torch.float32)
+        if isinstance(generator, list):
+            if len(generator) != n:
+                raise ValueError(f"{len(generator)} generators for {n} embeddings")
+            noise = torch.stack(
+                [torch.randn((3, size, size), generator=g, dtype=torch.float32) for g in generator]
+            )
+        else:
+            noise = torch.randn((n, 3, size, size), generator=generator, dtype=torch.float32)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
         if init_images is not None:

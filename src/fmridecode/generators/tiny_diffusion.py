@@ -13,7 +13,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fmridecode.devices import resolve_device
 from fmridecode.generators.pipeline import EmbeddingDiffusionPipeline
+from fmridecode.generators.seeding import row_generator
 from fmridecode.images import (  # noqa: F401 - re-exported: the generator's image outputs
     LABEL,
     PAD,
@@ -28,8 +30,11 @@ from fmridecode.images import (  # noqa: F401 - re-exported: the generator's ima
 from fmridecode.io import DataError
 
 
-def load_generator(path: str | os.PathLike, device: str = "cpu") -> EmbeddingDiffusionPipeline:
-    """Load a pipeline saved by ``train_generator`` from a local folder (never the network)."""
+def load_generator(
+    path: str | os.PathLike, device: str | None = "cpu"
+) -> EmbeddingDiffusionPipeline:
+    """Load a pipeline saved by ``train_generator`` from a local folder (never the network),
+    on ``device`` ('auto' or None: CUDA when present, else CPU); float32 (the model is small)."""
     path = Path(path)
     if not (path / "model_index.json").is_file():
         raise DataError(f"{path}: not a saved generator (no model_index.json)")
@@ -39,7 +44,7 @@ def load_generator(path: str | os.PathLike, device: str = "cpu") -> EmbeddingDif
         )
     except Exception as e:  # diffusers raises several types for broken folders
         raise DataError(f"{path}: cannot load generator ({e})") from e
-    pipe = pipe.to(device)
+    pipe = pipe.to(resolve_device(device))
     pipe.unet.eval()
     pipe.projection.eval()
     return pipe
@@ -58,8 +63,15 @@ def reconstruct(
     strength: float = 1.0,
     guide: Callable[[torch.Tensor, slice], torch.Tensor] | None = None,
     guide_scale: float = 0.0,
+    first_row: int = 0,
+    device: str | torch.device | None = None,
 ) -> np.ndarray:
     """Images (N, H, W, 3) uint8 from embeddings (N, D); same seed -> identical output.
+
+    The noise of row i comes from a CPU generator seeded by (``seed``, ``first_row`` + i), so
+    rows ``a:b`` of a call equal a call on those rows with ``first_row=a`` (how a killed run
+    resumes) and ``batch_size`` does not change what is sampled. ``device``: where to run
+    (None: where the pipeline is).
 
     ``out_size`` upsamples (bicubic) to the stimulus size so metrics compare like with like.
     ``init_images`` (uint8, any size; resized to the model's) with ``strength`` < 1 make it
@@ -73,12 +85,14 @@ def reconstruct(
         init_images = np.asarray(init_images)
         if init_images.ndim == 4 and init_images.shape[1] != size:
             init_images = resize_images(init_images, size, Image.BOX)
-    gen = torch.Generator("cpu").manual_seed(seed)
+    if device is not None:
+        pipe = pipe.to(device)
+    gens = [row_generator(seed, first_row + i) for i in range(len(embeds))]
     imgs = pipe(
         torch.from_numpy(embeds),
         num_inference_steps=steps,
         guidance_scale=guidance,
-        generator=gen,
+        generator=gens,
         batch_size=batch_size,
         init_images=init_images,
         strength=strength,

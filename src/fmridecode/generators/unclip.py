@@ -6,8 +6,9 @@ per-dimension mean and std), noised to ``noise_level`` by ``image_noising_schedu
 un-standardised, concatenated with a sinusoidal embedding of ``noise_level`` (hence width
 ``2 * D``) and added to the timestep embedding through the UNet's ``projection`` class
 embedding. Passing ``image_embeds`` (and no ``image``) skips the pipeline's own image encoder,
-so an embedding predicted from fMRI goes straight into the UNet. A text prompt (or one
-predicted caption per image) conditions the cross-attention as in plain Stable Diffusion.
+so an embedding predicted from fMRI goes straight into the UNet. A text prompt conditions the
+cross-attention as in plain Stable Diffusion, or, in its place, caption token states predicted
+from fMRI (targets: ``encode_text_tokens`` of the shown images' captions).
 
 Users with weights point the config at a model id in the local Hugging Face cache (for
 example ``stabilityai/stable-diffusion-2-1-unclip``) or at a local directory; nothing is ever
@@ -41,16 +42,16 @@ from transformers import (
     CLIPVisionModelWithProjection,
 )
 
+from fmridecode.devices import resolve_device, torch_dtype
 from fmridecode.generators.hf_parts import (
     load_error,
     resolve_pipeline,
-    row_generator,
     tiny_text_config,
     tiny_tokenizer,
     tiny_vae,
     tiny_vision_config,
-    torch_dtype,
 )
+from fmridecode.generators.seeding import row_generator
 from fmridecode.images import resize_images
 from fmridecode.io import DataError, atomic_dir
 
@@ -139,8 +140,7 @@ def load_unclip(
     ``device`` None: CUDA when available, else CPU. ``dtype`` 'auto': float16 on CUDA,
     float32 on CPU (CPU half precision is slow and poorly supported); or name it.
     """
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     tdtype = torch_dtype(dtype, device)
     source, index = resolve_pipeline(path_or_id, (PIPELINE_CLASS,), "sd_unclip")
     try:
@@ -198,6 +198,7 @@ def reconstruct_unclip(
     first_row: int = 0,
     init_images: np.ndarray | None = None,
     strength: float = 1.0,
+    prompt_embeds: np.ndarray | None = None,
 ) -> np.ndarray:
     """One image per embedding row: (N, D) -> uint8 (N, out_size, out_size, 3).
 
@@ -208,7 +209,9 @@ def reconstruct_unclip(
     direction carries the prediction, and a too-short embedding would act as a weak
     condition. ``noise_level`` (0..999) noises the embedding first (more variation, less
     fidelity). ``prompt``: one text for all images or one per row (e.g. predicted captions);
-    '' is the unconditional text.
+    '' is the unconditional text. ``prompt_embeds`` (N, L, H) replace the prompt: the text
+    encoder's token states of a caption (``encode_text_tokens``), e.g. predicted from fMRI;
+    classifier-free guidance then contrasts them with the empty prompt.
 
     All noise of row i (embedding noise, initial latents) comes from a CPU generator seeded by
     (``seed``, ``first_row`` + i), so ``batch_size`` does not change what is sampled and rows
@@ -248,6 +251,10 @@ def reconstruct_unclip(
     prompts = [prompt] * n if isinstance(prompt, str) else [str(p) for p in prompt]
     if len(prompts) != n:
         raise DataError(f"{len(prompts)} prompts for {n} image embeddings")
+    if prompt_embeds is not None:
+        prompt_embeds = _check_prompt_embeds(pipe, prompt_embeds, n)
+        if any(prompts):
+            raise DataError("give either a text prompt or prompt embeddings, not both")
 
     if not 0.0 <= strength <= 1.0:
         raise DataError(f"strength must be in [0, 1], got {strength}")
@@ -285,8 +292,12 @@ def reconstruct_unclip(
                 init = init_images[s : rows.stop]
                 latents = _noised_init(pipe, init, steps, n_run, seed, row_ids)
             with _last_timesteps(pipe.scheduler, n_run):
+                text = {"prompt": prompts[s : rows.stop]}
+                if prompt_embeds is not None:
+                    emb = torch.from_numpy(prompt_embeds[s : rows.stop])
+                    text = {"prompt_embeds": emb.to(device, dtype)}
                 imgs = pipe(
-                    prompt=prompts[s : rows.stop],
+                    **text,
                     image_embeds=torch.from_numpy(x[s : rows.stop]).to(device, dtype),
                     num_inference_steps=steps,
                     guidance_scale=guidance,
@@ -302,6 +313,40 @@ def reconstruct_unclip(
     finally:
         pipe._progress_bar_config = saved_bar
     return out
+
+
+def _check_prompt_embeds(
+    pipe: StableUnCLIPImg2ImgPipeline, prompt_embeds: np.ndarray, n: int
+) -> np.ndarray:
+    """Token states (N, L, H) as float32, with H the text encoder's width and no NaN."""
+    x = np.asarray(prompt_embeds)
+    width = int(pipe.text_encoder.config.hidden_size)
+    if x.ndim != 3 or x.shape[0] != n or x.shape[2] != width:
+        raise DataError(
+            f"prompt embeddings must be (N={n}, tokens, {width}) for this unCLIP pipeline's "
+            f"text encoder, got shape {x.shape}"
+        )
+    if not np.isfinite(x).all():
+        raise DataError("prompt embeddings contain non-finite (NaN or inf) values")
+    return x.astype(np.float32)
+
+
+@torch.no_grad()
+def encode_text_tokens(
+    pipe: StableUnCLIPImg2ImgPipeline, texts: Sequence[str], batch_size: int = 32
+) -> np.ndarray:
+    """The token states (N, L, H) float32 the pipeline conditions on for ``texts``: what its
+    own prompt encoding makes (tokenizer padded to its maximum length, text encoder, SD 2's
+    layer choice); the targets a mapper predicts for caption conditioning."""
+    texts = [str(t) for t in texts]
+    if not texts:
+        raise DataError("no texts to encode")
+    device = pipe._execution_device
+    out = []
+    for a in range(0, len(texts), batch_size):
+        emb, _ = pipe.encode_prompt(texts[a : a + batch_size], device, 1, False)
+        out.append(emb.float().cpu().numpy())
+    return np.concatenate(out)
 
 
 #: offset of the seed of the init-image noise (kept apart from the pipeline's own noise)

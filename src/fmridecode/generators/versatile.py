@@ -64,16 +64,16 @@ from transformers import (
     CLIPVisionModelWithProjection,
 )
 
+from fmridecode.devices import resolve_device, torch_dtype
 from fmridecode.generators.hf_parts import (
     load_error,
     resolve_pipeline,
-    row_generator,
     tiny_text_config,
     tiny_tokenizer,
     tiny_vae,
     tiny_vision_config,
-    torch_dtype,
 )
+from fmridecode.generators.seeding import row_generator
 from fmridecode.images import resize_images
 from fmridecode.io import DataError, atomic_dir
 
@@ -240,8 +240,7 @@ def load_versatile(
     is then dropped (memory). The scheduler is DDIM (a PNDM one, as the real checkpoint has, is
     replaced by DDIM on the same betas: Brain-Diffuser samples with DDIM, eta 0).
     """
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     tdtype = torch_dtype(dtype, device)
     name = str(path_or_id)
     source, config = resolve_pipeline(name, ACCEPTED_CLASSES, "versatile_diffusion")

@@ -30,10 +30,10 @@ class Backend:
         if name == "torch":
             import torch
 
+            from fmridecode.devices import resolve_device
+
             self.torch = torch
-            if device == "auto":
-                device = "cuda" if torch.cuda.is_available() else "cpu"
-            self.device = device
+            self.device = resolve_device(device)
 
     def __repr__(self) -> str:
         return f"Backend({self.name!r}, device={self.device!r})"
