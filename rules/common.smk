@@ -119,39 +119,49 @@ def tiny_settings():
 
 
 def unclip_two_stage():
-    """Whether sd_unclip runs img2img from the low-res first guess (strength below 1)."""
+    """Whether sd_unclip runs img2img from a first guess (strength below 1)."""
     gen = config["generate"]
     return "sd_unclip" in gen["generators"] and gen["sd_unclip"]["strength"] < 1
 
 
+#: the real pipelines' first guesses decoded from predicted VAE latents, and their file prefix
+LOWLEVEL_OF = {"vd_lowlevel": "versatile_diffusion", "unclip_lowlevel": "sd_unclip"}
+PREFIX = {"versatile_diffusion": "vd", "sd_unclip": "unclip"}
+
+
+def pred_path(name, index=False):
+    """A mapper's prediction of one subject (``name``: image, vd_text, unclip_latent, ...)."""
+    ext = "index.parquet" if index else "npy"
+    return f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_{name}.{ext}"
+
+
 def unclip_first_guess():
-    """The decoded low-res first guess, when sd_unclip is two-stage."""
+    """sd_unclip's first guess when two-stage: the low-res one (lowlevel) or its own VAE's
+    (unclip_lowlevel), by generate.sd_unclip.first_guess."""
     if not unclip_two_stage():
         return []
-    return [
-        recon_path("lowlevel", "recons.npy"),
-        recon_path("lowlevel", "recons.index.parquet"),
-    ]
+    name = {"lowres": "lowlevel", "vae": "unclip_lowlevel"}
+    guess = name[config["generate"]["sd_unclip"]["first_guess"]]
+    return [recon_path(guess, "recons.npy"), recon_path(guess, "recons.index.parquet")]
 
 
 def unclip_caption():
-    """The predicted caption token states and their shape, when sd_unclip conditions on them."""
+    """The predicted caption token states, when sd_unclip conditions on them."""
     if config["generate"]["sd_unclip"]["text"] != "predicted":
         return []
-    pred = f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_unclip_text"
-    return [
-        f"{pred}.npy",
-        f"{pred}.index.parquet",
-        f"{OUT}/embed/unclip_text_tokens.json",
-    ]
+    return [pred_path("unclip_text"), pred_path("unclip_text", True)]
 
 
 def scored_generators():
     """Generators in the metric table: the configured ones, plus the first guesses scored on
-    their own (lowlevel for tiny_two_stage, vd_lowlevel for versatile_diffusion)."""
+    their own (lowlevel: the low-res one; vd_lowlevel, unclip_lowlevel: the pipelines' VAEs').
+    """
     gens = list(config["generate"]["generators"])
-    if any(g.endswith("_two_stage") for g in gens) or unclip_two_stage():
+    guess = config["generate"]["sd_unclip"]["first_guess"]
+    if "tiny_two_stage" in gens or (unclip_two_stage() and guess == "lowres"):
         gens.append("lowlevel")
+    if unclip_two_stage() and guess == "vae":
+        gens.append("unclip_lowlevel")
     if "versatile_diffusion" in gens:
         gens.append("vd_lowlevel")
     return gens

@@ -63,19 +63,22 @@ rule embed_vd_tokens:
     """versatile_diffusion targets: token embeddings of shown images and their captions, and
     the images' VAE latents (the low-level first-guess target)."""
     input:
-        lib("generators/versatile.py", "generators/hf_parts.py"),
+        lib(
+            "generators/versatile.py",
+            "generators/hf_parts.py",
+            "generators/vae_latents.py",
+        ),
         model=local_model("versatile_diffusion"),
         images=stim("images.npy"),
         images_index=stim("images.index.parquet"),
         captions=stim("captions.parquet"),
     output:
-        image=f"{OUT}/embed/vd_image_tokens.npy",
-        image_index=f"{OUT}/embed/vd_image_tokens.index.parquet",
-        text=f"{OUT}/embed/vd_text_tokens.npy",
-        text_index=f"{OUT}/embed/vd_text_tokens.index.parquet",
-        latent=f"{OUT}/embed/vd_latents.npy",
-        latent_index=f"{OUT}/embed/vd_latents.index.parquet",
-        shapes=f"{OUT}/embed/vd_tokens.json",
+        image=f"{OUT}/embed/vd_image.npy",
+        image_index=f"{OUT}/embed/vd_image.index.parquet",
+        text=f"{OUT}/embed/vd_text.npy",
+        text_index=f"{OUT}/embed/vd_text.index.parquet",
+        latent=f"{OUT}/embed/vd_latent.npy",
+        latent_index=f"{OUT}/embed/vd_latent.index.parquet",
     log:
         f"{OUT}/logs/embed_vd_tokens.log",
     conda:
@@ -91,20 +94,27 @@ rule embed_vd_tokens:
         "../workflow_scripts/embed_vd_tokens.py"
 
 
-rule embed_unclip_text:
-    """sd_unclip caption conditioning: the shown images' captions through the pipeline's own
-    text encoder, averaged per image (the targets of fit_unclip_text)."""
+rule embed_unclip:
+    """sd_unclip targets: the shown images' captions through the pipeline's own text encoder,
+    averaged per image (text: predicted), or the images' VAE latents (first_guess: vae).
+    """
     input:
-        lib("generators/unclip.py", "generators/hf_parts.py", "mappers/targets.py"),
+        lib(
+            "generators/unclip.py",
+            "generators/hf_parts.py",
+            "generators/vae_latents.py",
+        ),
         model=local_model("sd_unclip"),
+        images=stim("images.npy"),
         images_index=stim("images.index.parquet"),
         captions=stim("captions.parquet"),
     output:
-        text=f"{OUT}/embed/unclip_text_tokens.npy",
-        text_index=f"{OUT}/embed/unclip_text_tokens.index.parquet",
-        shapes=f"{OUT}/embed/unclip_text_tokens.json",
+        out=f"{OUT}/embed/unclip_{{what}}.npy",
+        out_index=f"{OUT}/embed/unclip_{{what}}.index.parquet",
     log:
-        f"{OUT}/logs/embed_unclip_text.log",
+        f"{OUT}/logs/embed_unclip_{{what}}.log",
+    wildcard_constraints:
+        what="text|latent",
     conda:
         "../envs/torch.yaml"
     threads: 2
@@ -115,4 +125,4 @@ rule embed_unclip_text:
         model=config["generate"]["sd_unclip"]["model"],
         dtype=config["generate"]["sd_unclip"]["dtype"],
     script:
-        "../workflow_scripts/embed_unclip_text.py"
+        "../workflow_scripts/embed_unclip.py"

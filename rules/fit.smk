@@ -75,31 +75,25 @@ rule true_targets:
         "../workflow_scripts/true_targets.py"
 
 
-rule fit_vd_tokens:
-    """versatile_diffusion: ridge from voxels to image and caption tokens (rescaled to the
-    training targets' statistics) and to VAE latents; mapper truth: the test images' true ones.
-    """
+rule fit_tokens:
+    """The real pipelines' own targets: Versatile Diffusion's image and caption tokens and VAE
+    latents, SD unCLIP's caption token states and VAE latents. Ridge from voxels (token
+    predictions rescaled to the training targets' statistics, as Brain-Diffuser does; latents
+    as predicted); mapper truth: the test images' true ones."""
     input:
         lib("mappers/ridge.py", "mappers/targets.py"),
         voxels=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.npy",
         voxels_index=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.index.parquet",
-        image=f"{OUT}/embed/vd_image_tokens.npy",
-        image_index=f"{OUT}/embed/vd_image_tokens.index.parquet",
-        text=f"{OUT}/embed/vd_text_tokens.npy",
-        text_index=f"{OUT}/embed/vd_text_tokens.index.parquet",
-        latent=f"{OUT}/embed/vd_latents.npy",
-        latent_index=f"{OUT}/embed/vd_latents.index.parquet",
+        targets=f"{OUT}/embed/{{pipeline_target}}.npy",
+        targets_index=f"{OUT}/embed/{{pipeline_target}}.index.parquet",
     output:
-        pred_image=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_image.npy",
-        pred_image_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_image.index.parquet",
-        pred_text=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_text.npy",
-        pred_text_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_text.index.parquet",
-        pred_latent=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_latent.npy",
-        pred_latent_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_latent.index.parquet",
+        pred=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_{{pipeline_target}}.npy",
+        pred_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_{{pipeline_target}}.index.parquet",
     log:
-        f"{OUT}/logs/fit/sub-{{subject}}_{{mapper}}_vd_tokens.log",
+        f"{OUT}/logs/fit/sub-{{subject}}_{{mapper}}_{{pipeline_target}}.log",
     wildcard_constraints:
         mapper="ridge|truth",
+        pipeline_target="vd_image|vd_text|vd_latent|unclip_text|unclip_latent",
     conda:
         "../envs/torch.yaml"
     threads: 2
@@ -108,44 +102,10 @@ rule fit_vd_tokens:
         runtime=60,
     params:
         truth=lambda w: w.mapper == "truth",
+        rescale=lambda w: not w.pipeline_target.endswith("latent"),
         alphas=config["fit"]["ridge"]["alphas"],
         cv_folds=config["fit"]["ridge"]["cv_folds"],
         standardize=config["fit"]["ridge"]["standardize"],
         seed=config["fit"]["seed"],
-        targets={"image": True, "text": True, "latent": False},  # rescale tokens, not latents
-    script:
-        "../workflow_scripts/fit_tokens.py"
-
-
-rule fit_unclip_text:
-    """sd_unclip with generate.sd_unclip.text: predicted: ridge from voxels to the caption
-    token states of its text encoder (rescaled to the training targets' statistics); mapper
-    truth: the test images' true ones."""
-    input:
-        lib("mappers/ridge.py", "mappers/targets.py"),
-        voxels=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.npy",
-        voxels_index=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.index.parquet",
-        text=f"{OUT}/embed/unclip_text_tokens.npy",
-        text_index=f"{OUT}/embed/unclip_text_tokens.index.parquet",
-    output:
-        pred_text=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_unclip_text.npy",
-        pred_text_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_unclip_text.index.parquet",
-    log:
-        f"{OUT}/logs/fit/sub-{{subject}}_{{mapper}}_unclip_text.log",
-    wildcard_constraints:
-        mapper="ridge|truth",
-    conda:
-        "../envs/torch.yaml"
-    threads: 2
-    resources:
-        mem_mb=16000,
-        runtime=60,
-    params:
-        truth=lambda w: w.mapper == "truth",
-        alphas=config["fit"]["ridge"]["alphas"],
-        cv_folds=config["fit"]["ridge"]["cv_folds"],
-        standardize=config["fit"]["ridge"]["standardize"],
-        seed=config["fit"]["seed"],
-        targets={"text": True},
     script:
         "../workflow_scripts/fit_tokens.py"

@@ -132,6 +132,7 @@ rule generate_unclip:
             "generators/best_of.py",
             "generators/resume.py",
             "generators/seeding.py",
+            "generators/vae_latents.py",
             "images.py",
         ),
         checkpoint=clip_checkpoint(),
@@ -173,28 +174,33 @@ rule generate_unclip:
         "../workflow_scripts/generate_unclip.py"
 
 
-rule vd_first_guess:
-    """versatile_diffusion, stage 1: predicted VAE latents decoded (generator vd_lowlevel)."""
+rule vae_first_guess:
+    """Real pipelines, stage 1: predicted VAE latents decoded by the pipeline's VAE (generators
+    vd_lowlevel for versatile_diffusion, unclip_lowlevel for sd_unclip with first_guess: vae).
+    """
     input:
-        lib("generators/versatile.py", "generators/hf_parts.py", "images.py"),
-        model=local_model("versatile_diffusion"),
-        pred=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_latent.npy",
-        pred_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_latent.index.parquet",
-        shapes=f"{OUT}/embed/vd_tokens.json",
+        lib("generators/vae_latents.py", "generators/hf_parts.py", "images.py"),
+        lambda w: local_model(LOWLEVEL_OF[w.generator]),
+        pred=lambda w: pred_path(f"{PREFIX[LOWLEVEL_OF[w.generator]]}_latent"),
+        pred_index=lambda w: pred_path(
+            f"{PREFIX[LOWLEVEL_OF[w.generator]]}_latent", True
+        ),
         images=stim("images.npy"),
         images_index=stim("images.index.parquet"),
     output:
-        recons=recon_path("vd_lowlevel", "recons.npy"),
-        recons_index=recon_path("vd_lowlevel", "recons.index.parquet"),
-        pngs=directory(recon_path("vd_lowlevel", "png")),
+        recons=recon_path("{generator}", "recons.npy"),
+        recons_index=recon_path("{generator}", "recons.index.parquet"),
+        pngs=directory(recon_path("{generator}", "png")),
         grid=report(
-            recon_path("vd_lowlevel", "grid.png"),
+            recon_path("{generator}", "grid.png"),
             category="Reconstructions",
             subcategory="sub-{subject}",
             caption="../report/grid.rst",
         ),
     log:
-        f"{OUT}/logs/generate/sub-{{subject}}/{{mapper}}/vd_lowlevel.log",
+        f"{OUT}/logs/generate/sub-{{subject}}/{{mapper}}/{{generator}}.log",
+    wildcard_constraints:
+        generator="vd_lowlevel|unclip_lowlevel",
     conda:
         "../envs/torch.yaml"
     threads: 2
@@ -202,11 +208,12 @@ rule vd_first_guess:
         mem_mb=8000,
         runtime=30,
     params:
-        model=config["generate"]["versatile_diffusion"]["model"],
-        dtype=config["generate"]["versatile_diffusion"]["dtype"],
+        family=lambda w: LOWLEVEL_OF[w.generator],
+        model=lambda w: config["generate"][LOWLEVEL_OF[w.generator]]["model"],
+        dtype=lambda w: config["generate"][LOWLEVEL_OF[w.generator]]["dtype"],
         out_size=config["metrics"]["image_size"],
     script:
-        "../workflow_scripts/vd_first_guess.py"
+        "../workflow_scripts/vae_first_guess.py"
 
 
 rule generate_versatile:
@@ -225,11 +232,10 @@ rule generate_versatile:
         pred_clip=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.npy",
         pred_clip_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.index.parquet",
         model=local_model("versatile_diffusion"),
-        pred_image=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_image.npy",
-        pred_image_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_image.index.parquet",
-        pred_text=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_text.npy",
-        pred_text_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_vd_text.index.parquet",
-        shapes=f"{OUT}/embed/vd_tokens.json",
+        pred_image=pred_path("vd_image"),
+        pred_image_index=pred_path("vd_image", True),
+        pred_text=pred_path("vd_text"),
+        pred_text_index=pred_path("vd_text", True),
         first_guess=recon_path("vd_lowlevel", "recons.npy"),
         first_guess_index=recon_path("vd_lowlevel", "recons.index.parquet"),
         images=stim("images.npy"),

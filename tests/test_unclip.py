@@ -214,3 +214,18 @@ def test_two_stage_img2img_from_a_first_guess(built, pipe, embeds, images):
     assert mse[0.1] < 100, mse  # a few grey levels: the init survives a low strength
     with pytest.raises(DataError, match="init images must be uint8"):
         reconstruct_unclip(pipe, embeds, init_images=init[:2], strength=0.5, **FAST)
+
+
+def test_vae_latents_of_the_unclip_pipeline(pipe):
+    """sd_unclip's low-level first guess: its VAE's latents at its resolution (32 px: 16 x 16
+    latents of 4 channels), decoded back to images of the requested size."""
+    from fmridecode.generators.vae_latents import decode_latents, encode_latents, latent_shape
+
+    stimuli = np.random.default_rng(1).integers(0, 256, (3, 20, 20, 3), np.uint8)
+    z = encode_latents(pipe, stimuli)
+    assert latent_shape(pipe) == (4, 16, 16) and z.shape == (3, 4, 16, 16)
+    assert np.isfinite(z).all() and np.abs(z[0] - z[1]).mean() > 1e-3
+    imgs = decode_latents(pipe, z, 24)
+    assert imgs.shape == (3, 24, 24, 3) and imgs.dtype == np.uint8
+    with pytest.raises(DataError, match="stimulus images must be uint8"):
+        encode_latents(pipe, stimuli.astype(np.float32))

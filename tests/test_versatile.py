@@ -244,7 +244,7 @@ def test_resumed_rows_equal_the_uninterrupted_run(pipe, tokens, init, images):
 def test_vae_latents_round_trip_to_a_first_guess(pipe, stimuli):
     """encode_latents -> decode_latents gives images of the right shape; the latents carry the
     stimulus (a different stimulus gives different latents), and bad shapes are refused."""
-    from fmridecode.generators.versatile import decode_latents, encode_latents, latent_shape
+    from fmridecode.generators.vae_latents import decode_latents, encode_latents, latent_shape
 
     z = encode_latents(pipe, stimuli)
     assert z.shape == (3, *latent_shape(pipe)) and z.dtype == np.float32

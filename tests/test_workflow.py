@@ -279,16 +279,19 @@ def test_versatile_generator_runs_in_the_workflow(tiny_run, tmp_path):
     work, conf = with_generator(tiny_run, tmp_path, "versatile_diffusion", vd)
     target = f"{OUT}/metrics.parquet"
     jobs = scheduled_jobs(snakemake(work, "--dry-run", target, configfiles=[conf]))
-    assert jobs.get("embed_vd_tokens") == 1 and jobs.get("fit_vd_tokens") == 3  # 2 ridge + truth
-    assert jobs.get("generate_versatile") == 3 and jobs.get("vd_first_guess") == 3
+    assert jobs.get("embed_vd_tokens") == 1 and jobs.get("fit_tokens") == 9  # 3 targets x 3
+    assert jobs.get("generate_versatile") == 3 and jobs.get("vae_first_guess") == 3
     assert not (UPSTREAM | {"fit_ridge", "generate"}) & set(jobs), jobs  # tiny family kept
     snakemake(work, target, configfiles=[conf])
-    shapes = json.loads((work / OUT / "embed/vd_tokens.json").read_text())
-    # the tiny pipeline's token grids and VAE latents (4 channels, 8 x 8)
-    assert shapes == {"image": [17, 32], "text": [16, 32], "latent": [4, 8, 8]}
+    # the tiny pipeline's token grids and VAE latents (4 channels, 8 x 8), one per shown image
+    shapes = {
+        n: np.load(work / OUT / f"embed/vd_{n}.npy").shape for n in ("image", "text", "latent")
+    }
+    assert shapes["image"][1:] == (17, 32) and shapes["text"][1:] == (16, 32)
+    assert shapes["latent"][1:] == (4, 8, 8) and len({s[0] for s in shapes.values()}) == 1
     pred = np.load(work / OUT / "fit/sub-01/ridge/pred_vd_image.npy")
-    train = np.load(work / OUT / "embed/vd_image_tokens.npy")
-    assert pred.shape[1] == 17 * 32 and np.isfinite(pred).all()
+    train = np.load(work / OUT / "embed/vd_image.npy")
+    assert pred.shape[1:] == (17, 32) and np.isfinite(pred).all()
     # rescaled to the training targets' statistics (Brain-Diffuser), not shrunk towards 0
     assert abs(pred.std() / train.std() - 1) < 0.2
     two_way = recon_scores(work)
@@ -305,29 +308,34 @@ def test_versatile_generator_runs_in_the_workflow(tiny_run, tmp_path):
 def test_sd_unclip_generator_runs_in_the_workflow(tiny_run, tmp_path):
     """sd_unclip end to end, two-stage and with predicted captions: a pipeline of small random
     parts, saved to a local folder and named in the config, loaded by the workflow's loader,
-    starting from the decoded low-res first guess, its text side conditioned on caption token
-    states that ridge predicts from the voxels; only its jobs are scheduled."""
+    starting from its own VAE's latents predicted from the voxels and decoded, its text side
+    conditioned on caption token states that ridge predicts; only its jobs are scheduled."""
     from fmridecode.generators.unclip import build_tiny_unclip
 
     dim = np.load(tiny_run / OUT / "embed/image.npy").shape[1]
     model = build_tiny_unclip(tmp_path / "sd-unclip-tiny", embed_dim=dim, sample_size=16)
-    # two-stage: img2img from the low-res first guess over half of the steps
+    # two-stage (first_guess: vae by default): img2img over half of the steps
     settings = {"model": str(model), "steps": 4, "batch_size": 16, "strength": 0.5}
     settings["text"] = "predicted"
     work, conf = with_generator(tiny_run, tmp_path, "sd_unclip", settings)
     target = f"{OUT}/metrics.parquet"
     jobs = scheduled_jobs(snakemake(work, "--dry-run", target, configfiles=[conf]))
     assert jobs.get("generate_unclip") == 3  # 2 subjects x ridge, + truth once
-    assert jobs.get("embed_unclip_text") == 1 and jobs.get("fit_unclip_text") == 3
+    # caption token states and VAE latents: one embed job each, 3 fits each (2 ridge + truth)
+    assert jobs.get("embed_unclip") == 2 and jobs.get("fit_tokens") == 6
+    assert jobs.get("vae_first_guess") == 3  # the VAE first guess (unclip_lowlevel)
     assert not (UPSTREAM | {"fit_ridge", "generate"}) & set(jobs), jobs  # tiny family kept
     snakemake(work, target, configfiles=[conf])
-    shape = json.loads((work / OUT / "embed/unclip_text_tokens.json").read_text())["text"]
-    train = np.load(work / OUT / "embed/unclip_text_tokens.npy")
+    text = np.load(work / OUT / "embed/unclip_text.npy")
     pred = np.load(work / OUT / "fit/sub-01/ridge/pred_unclip_text.npy")
-    assert train.shape[1] == pred.shape[1] == np.prod(shape) and np.isfinite(pred).all()
-    assert abs(pred.std() / train.std() - 1) < 0.2  # rescaled to the training statistics
+    assert text.shape[1:] == pred.shape[1:] == (16, 32) and np.isfinite(pred).all()
+    assert abs(pred.std() / text.std() - 1) < 0.2  # rescaled to the training statistics
+    latent = np.load(work / OUT / "fit/sub-01/ridge/pred_unclip_latent.npy")
+    assert latent.shape[1:] == (4, 16, 16) and np.isfinite(latent).all()
     two_way = recon_scores(work)
-    assert {("02", "ridge", "sd_unclip"), ("01", "truth", "sd_unclip")} <= set(two_way.index)
+    expected = {("02", "ridge", "sd_unclip"), ("01", "truth", "sd_unclip")}
+    expected |= {("01", "ridge", "unclip_lowlevel"), ("01", "truth", "unclip_lowlevel")}
+    assert expected <= set(two_way.index)
     recons = np.load(work / OUT / "generate/sub-01/ridge/sd_unclip/recons.npy")
     assert recons.dtype == np.uint8 and recons.shape[1:] == (64, 64, 3)
     assert recons.std() > 1  # random weights, but real images, not a constant

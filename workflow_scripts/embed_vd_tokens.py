@@ -1,14 +1,11 @@
-"""Rule embed_vd_tokens: Versatile Diffusion's token embeddings of shown images and captions."""
+"""Rule embed_vd_tokens: Versatile Diffusion's token embeddings of shown images and captions
+(averaged per image), and the images' VAE latents, stored unflattened."""
 
-import numpy as np
 import pandas as pd
 
-from fmridecode.generators.versatile import (
-    encode_condition_tokens,
-    encode_latents,
-    load_versatile,
-)
-from fmridecode.io import load_indexed, read_parquet, save_indexed, write_json
+from fmridecode.generators.vae_latents import encode_latents
+from fmridecode.generators.versatile import encode_condition_tokens, load_versatile
+from fmridecode.io import load_indexed, read_parquet, save_indexed
 from fmridecode.mappers.targets import mean_per_stimulus
 from fmridecode.workflow import setup
 
@@ -25,11 +22,8 @@ log.info("Versatile Diffusion from %s: %d images, %d captions", p.model, len(ima
 image_tokens, _ = encode_condition_tokens(pipe, images, None)
 _, caption_tokens = encode_condition_tokens(pipe, None, list(captions["caption"]))
 text_tokens, _ = mean_per_stimulus(caption_tokens, captions, list(index["stim_id"]))
-ids = pd.DataFrame({"stim_id": index["stim_id"], "split": index["split"]})
-save_indexed(smk.output.image, image_tokens.reshape(len(ids), -1).astype(np.float32), ids)
-save_indexed(smk.output.text, text_tokens.reshape(len(ids), -1).astype(np.float32), ids)
 latents = encode_latents(pipe, images)
-save_indexed(smk.output.latent, latents.reshape(len(ids), -1), ids)
-shapes = {k: list(v.shape[1:]) for k, v in (("image", image_tokens), ("text", text_tokens))}
-write_json({**shapes, "latent": list(latents.shape[1:])}, smk.output.shapes)
-log.info("tokens: image %s, text %s", image_tokens.shape, text_tokens.shape)
+ids = pd.DataFrame({"stim_id": index["stim_id"], "split": index["split"]})
+for name, arr in (("image", image_tokens), ("text", text_tokens), ("latent", latents)):
+    save_indexed(smk.output[name], arr.astype("float32"), ids)
+    log.info("%s targets %s", name, arr.shape)

@@ -12,7 +12,7 @@ from fmridecode.embeddings.model import load_model
 from fmridecode.generators.resume import best_of_resumable, clear
 from fmridecode.generators.tiny_diffusion import save_reconstructions
 from fmridecode.generators.unclip import load_unclip, reconstruct_unclip
-from fmridecode.io import load_indexed, read_json
+from fmridecode.io import load_indexed
 from fmridecode.mappers.targets import align
 from fmridecode.workflow import setup
 
@@ -22,14 +22,14 @@ p, s = smk.params, smk.params.settings
 pred, pred_index = load_indexed(smk.input.pred)
 images, index = load_indexed(smk.input.images)
 init = None
-if s["strength"] < 1:  # two-stage: img2img from the decoded low-res first guess
+if s["strength"] < 1:  # two-stage: img2img from the decoded first guess (low-res or VAE)
     first, first_index = load_indexed(smk.input.first_guess[0])
     init = align(first, list(first_index["stim_id"]), list(pred_index["stim_id"]), "first guess")
 prompt_embeds = None
 if s["text"] == "predicted":  # caption token states predicted from fMRI, in place of a prompt
     tokens, tokens_index = load_indexed(smk.input.caption[0])
-    tokens = align(tokens, list(tokens_index["stim_id"]), list(pred_index["stim_id"]), "captions")
-    prompt_embeds = tokens.reshape(len(tokens), *read_json(smk.input.caption[2])["text"])
+    ids = list(pred_index["stim_id"])
+    prompt_embeds = align(tokens, list(tokens_index["stim_id"]), ids, "caption token states")
 pipe = load_unclip(s["model"], dtype=s["dtype"])
 log.info("sd_unclip from %s on %s (%s)", s["model"], pipe.device, pipe.unet.dtype)
 clip_model = preprocess = None

@@ -11,14 +11,13 @@ from fmridecode.embeddings.model import load_model
 from fmridecode.generators.resume import best_of_resumable, clear
 from fmridecode.generators.tiny_diffusion import save_reconstructions
 from fmridecode.generators.versatile import load_versatile, reconstruct_versatile
-from fmridecode.io import load_indexed, read_json
+from fmridecode.io import load_indexed
 from fmridecode.mappers.targets import align
 from fmridecode.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 p, s = smk.params, smk.params.settings
-shapes = read_json(smk.input.shapes)
 image_tokens, index = load_indexed(smk.input.pred_image)
 text_tokens, text_index = load_indexed(smk.input.pred_text)
 ids = list(index["stim_id"])
@@ -28,8 +27,6 @@ init = align(first, list(first_index["stim_id"]), ids, "first guess")
 images, stim_index = load_indexed(smk.input.images)
 pipe = load_versatile(s["model"], dtype=s["dtype"])
 log.info("versatile_diffusion from %s on %s, %d test images", s["model"], pipe.device, len(ids))
-image_tokens = image_tokens.reshape(len(ids), *shapes["image"])
-text_tokens = text_tokens.reshape(len(ids), *shapes["text"])
 
 
 cache = Path(smk.output.recons).parent / ".partial"

@@ -100,7 +100,7 @@ def build_scheduler(
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
     """(N, 3, H, W) in [-1, 1] -> uint8 (N, H, W, 3)."""
-    x = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return x.permute(0, 2, 3, 1).cpu().numpy()
 
 

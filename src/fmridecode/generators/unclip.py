@@ -52,6 +52,7 @@ from fmridecode.generators.hf_parts import (
     tiny_vision_config,
 )
 from fmridecode.generators.seeding import row_generator
+from fmridecode.generators.vae_latents import images_to_latents, pixel_size
 from fmridecode.images import resize_images
 from fmridecode.io import DataError, atomic_dir
 
@@ -275,7 +276,7 @@ def reconstruct_unclip(
     device = pipe._execution_device
     dtype = pipe.unet.dtype
     from_init = init_images is not None and n_run < steps
-    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    size = pixel_size(pipe)
     if from_init and init_images.shape[1:3] != (size, size):
         init_images = resize_images(init_images, size, Image.LANCZOS)
 
@@ -380,10 +381,8 @@ def _noised_init(
     rows: list[int],
 ) -> torch.Tensor:
     """VAE latents of the init images noised to the first of the last ``n_run`` of ``steps``."""
-    device, vae = pipe._execution_device, pipe.vae
-    x0 = torch.from_numpy(init).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    z0 = vae.encode(x0.to(device, vae.dtype)).latent_dist.mean.float()
-    z0 = z0 * vae.config.scaling_factor
+    device = pipe._execution_device
+    z0 = images_to_latents(pipe, init)
     noise = torch.stack(
         [
             torch.randn(z0.shape[1:], generator=row_generator(seed + INIT_NOISE_SEED, i))

@@ -73,7 +73,9 @@ from fmridecode.generators.hf_parts import (
     tiny_vae,
     tiny_vision_config,
 )
+from fmridecode.generators.pipeline import to_uint8
 from fmridecode.generators.seeding import row_generator
+from fmridecode.generators.vae_latents import check_images, images_to_latents
 from fmridecode.images import resize_images
 from fmridecode.io import DataError, atomic_dir
 
@@ -314,13 +316,6 @@ def token_shapes(
 # ---------------------------------------------------------------- the true embeddings
 
 
-def _check_images(images: np.ndarray, what: str) -> np.ndarray:
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8 or not len(images):
-        raise DataError(f"{what} must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
-    return images
-
-
 @torch.no_grad()
 def encode_condition_tokens(
     pipe: VersatileDiffusionDualGuidedPipeline,
@@ -341,7 +336,7 @@ def encode_condition_tokens(
     device = pipe._execution_device
     image_tokens = text_tokens = None
     if images is not None:
-        images = _check_images(images, "stimulus images")
+        images = check_images(images, "stimulus images")
         parts = []
         for s in range(0, len(images), ENCODE_BATCH):
             batch = [Image.fromarray(im) for im in images[s : s + ENCODE_BATCH]]
@@ -407,12 +402,6 @@ def _set_mix(pipe: VersatileDiffusionDualGuidedPipeline, image_weight: float) ->
         block.condition_lengths = [n_text, n_image]
 
 
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(N, 3, H, W) in [-1, 1] -> uint8 (N, H, W, 3)."""
-    x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
-
-
 @torch.no_grad()
 def reconstruct_versatile(
     pipe: VersatileDiffusionDualGuidedPipeline,
@@ -469,7 +458,7 @@ def reconstruct_versatile(
     if seed < 0:
         raise DataError(f"seed must be >= 0, got {seed}")
     if init_images is not None:
-        init_images = _check_images(init_images, "init images")
+        init_images = check_images(init_images, "init images")
         if len(init_images) != n:
             raise DataError(f"{len(init_images)} init images for {n} rows of tokens")
 
@@ -520,9 +509,7 @@ def reconstruct_versatile(
             ]
         ).to(device)
         if from_init:
-            x0 = torch.from_numpy(init_images[s : rows.stop]).permute(0, 3, 1, 2)
-            x0 = (x0.float() / 127.5 - 1.0).to(device, pipe.vae.dtype)
-            z0 = pipe.vae.encode(x0).latent_dist.mean.float() * pipe.vae.config.scaling_factor
+            z0 = images_to_latents(pipe, init_images[s : rows.stop])
             latents = pipe.scheduler.add_noise(z0, noise, timesteps[:1].repeat(b))
         else:
             latents = noise * pipe.scheduler.init_noise_sigma
@@ -536,66 +523,8 @@ def reconstruct_versatile(
                 eps = eps_u + guidance * (eps_c - eps_u)
             latents = pipe.scheduler.step(eps, t, latents, **extra).prev_sample
         x = pipe.vae.decode(latents / pipe.vae.config.scaling_factor).sample
-        imgs = _to_uint8(x)
+        imgs = to_uint8(x)
         if imgs.shape[1:3] != (out_size, out_size):
             imgs = resize_images(imgs, out_size, Image.BICUBIC)
         out[s : rows.stop] = imgs
     return out
-
-
-# ---------------------------------------------------------------- the low-level first guess
-
-
-def _resolution(pipe: VersatileDiffusionDualGuidedPipeline) -> tuple[int, int]:
-    """(latent size, image size in pixels) the pipeline generates at."""
-    latent = pipe.image_unet.config.sample_size or 64
-    return latent, latent * pipe.vae_scale_factor
-
-
-@torch.no_grad()
-def encode_latents(pipe: VersatileDiffusionDualGuidedPipeline, images: np.ndarray) -> np.ndarray:
-    """Stimuli -> the pipeline's VAE latents (N, C, h, w) float32, scaled as the UNet sees them.
-
-    Images are resized (Lanczos) to the pipeline's resolution and encoded to the posterior
-    mean, times ``vae.config.scaling_factor``: the low-level target that Brain-Diffuser's first
-    stage predicts (it used VDVAE; this is the generator's own autoencoder).
-    """
-    images = _check_images(images, "stimulus images")
-    _, size = _resolution(pipe)
-    device, vae = pipe._execution_device, pipe.vae
-    parts = []
-    for s in range(0, len(images), ENCODE_BATCH):
-        batch = images[s : s + ENCODE_BATCH]
-        if batch.shape[1:3] != (size, size):
-            batch = resize_images(batch, size, Image.LANCZOS)
-        x = torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        z = vae.encode(x.to(device, vae.dtype)).latent_dist.mean.float()
-        parts.append((z * vae.config.scaling_factor).cpu())
-    return torch.cat(parts).numpy()
-
-
-def latent_shape(pipe: VersatileDiffusionDualGuidedPipeline) -> tuple[int, int, int]:
-    """(C, h, w) of ``encode_latents``' output."""
-    latent, _ = _resolution(pipe)
-    return int(pipe.vae.config.latent_channels), latent, latent
-
-
-@torch.no_grad()
-def decode_latents(
-    pipe: VersatileDiffusionDualGuidedPipeline, latents: np.ndarray, out_size: int
-) -> np.ndarray:
-    """Predicted latents (N, C, h, w) -> uint8 (N, out_size, out_size, 3): the first guess."""
-    latents = np.asarray(latents, dtype=np.float32)
-    if latents.ndim != 4 or latents.shape[1:] != latent_shape(pipe):
-        raise DataError(f"latents must be (N, *{latent_shape(pipe)}), got {latents.shape}")
-    if not np.isfinite(latents).all():
-        raise DataError("latents contain non-finite values")
-    device, vae = pipe._execution_device, pipe.vae
-    out = []
-    for s in range(0, len(latents), ENCODE_BATCH):
-        z = torch.from_numpy(latents[s : s + ENCODE_BATCH]).to(device, vae.dtype)
-        imgs = _to_uint8(vae.decode(z / vae.config.scaling_factor).sample)
-        if imgs.shape[1:3] != (out_size, out_size):
-            imgs = resize_images(imgs, out_size, Image.BICUBIC)
-        out.append(imgs)
-    return np.concatenate(out)
