@@ -122,6 +122,8 @@ def test_caption_token_states_condition_like_the_prompt(pipe, embeds, images):
     from_tokens = reconstruct_unclip(pipe, embeds, prompt_embeds=tokens, **FAST)
     assert np.abs(from_tokens.astype(int) - prompted).max() <= 1  # float rounding only
     assert np.abs(from_tokens[1].astype(int) - images[1]).max() <= 1  # '' = no prompt
+    long = ["a cat " * 40, "sky", "a dog " * 30]  # over the context length: truncated
+    assert np.isfinite(encode_text_tokens(pipe, long, batch_size=3, progress=False)).all()
     with pytest.raises(DataError, match=rf"\(N=3, tokens, {width}\)"):
         reconstruct_unclip(pipe, embeds, prompt_embeds=tokens[:, :, :-1], **FAST)
     with pytest.raises(DataError, match="not both"):

@@ -334,7 +334,10 @@ def _check_prompt_embeds(
 
 @torch.no_grad()
 def encode_text_tokens(
-    pipe: StableUnCLIPImg2ImgPipeline, texts: Sequence[str], batch_size: int = 32
+    pipe: StableUnCLIPImg2ImgPipeline,
+    texts: Sequence[str],
+    batch_size: int = 32,
+    progress: bool = True,
 ) -> np.ndarray:
     """The token states (N, L, H) float32 the pipeline conditions on for ``texts``: what its
     own prompt encoding makes (tokenizer padded to its maximum length, text encoder, SD 2's
@@ -344,7 +347,8 @@ def encode_text_tokens(
         raise DataError("no texts to encode")
     device = pipe._execution_device
     out = []
-    for a in range(0, len(texts), batch_size):
+    starts = range(0, len(texts), batch_size)
+    for a in tqdm(starts, desc="caption token states", disable=not progress):
         emb, _ = pipe.encode_prompt(texts[a : a + batch_size], device, 1, False)
         out.append(emb.float().cpu().numpy())
     return np.concatenate(out)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
 from fmridecode.generators.pipeline import to_uint8
 from fmridecode.images import resize_images
@@ -54,13 +55,11 @@ def images_to_latents(pipe, images: np.ndarray) -> torch.Tensor:
     return z * vae.config.scaling_factor
 
 
-def encode_latents(pipe, images: np.ndarray) -> np.ndarray:
+def encode_latents(pipe, images: np.ndarray, progress: bool = True) -> np.ndarray:
     """Stimuli -> latents (N, C, h, w) float32 on the CPU: the first stage's targets."""
     images = check_images(images, "stimulus images")
-    parts = [
-        images_to_latents(pipe, images[s : s + BATCH]).cpu() for s in range(0, len(images), BATCH)
-    ]
-    return torch.cat(parts).numpy()
+    starts = tqdm(range(0, len(images), BATCH), desc="VAE latents", disable=not progress)
+    return torch.cat([images_to_latents(pipe, images[s : s + BATCH]).cpu() for s in starts]).numpy()
 
 
 @torch.no_grad()

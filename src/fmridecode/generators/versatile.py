@@ -321,6 +321,7 @@ def encode_condition_tokens(
     pipe: VersatileDiffusionDualGuidedPipeline,
     images: np.ndarray | None,
     prompts: list[str] | None,
+    progress: bool = True,
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The true condition tokens of stimuli and captions, as the pipeline's encoders make them.
 
@@ -338,7 +339,8 @@ def encode_condition_tokens(
     if images is not None:
         images = check_images(images, "stimulus images")
         parts = []
-        for s in range(0, len(images), ENCODE_BATCH):
+        starts = range(0, len(images), ENCODE_BATCH)
+        for s in tqdm(starts, desc="image tokens", disable=not progress):
             batch = [Image.fromarray(im) for im in images[s : s + ENCODE_BATCH]]
             parts.append(pipe._encode_image_prompt(batch, device, 1, False).float().cpu())
         image_tokens = torch.cat(parts).numpy()
@@ -349,7 +351,8 @@ def encode_condition_tokens(
         n_max = pipe.tokenizer.model_max_length
         lengths = [len(ids) for ids in pipe.tokenizer(prompts).input_ids]
         parts = []
-        for s in range(0, len(prompts), ENCODE_BATCH):
+        starts = range(0, len(prompts), ENCODE_BATCH)
+        for s in tqdm(starts, desc="caption tokens", disable=not progress):
             batch = prompts[s : s + ENCODE_BATCH]
             # The pipeline tokenises once more without truncation (to warn about it), which
             # fails for a batch of over-long prompts of unequal lengths: those go one by one.
