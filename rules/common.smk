@@ -207,6 +207,11 @@ def local_model(generator):
     return [model] if model and Path(model).exists() else []
 
 
+def network_weights():
+    """Configured weight files of the metric networks (inputs: a new file reruns the metrics)."""
+    return [w for w in config["metrics"]["networks"].values() if w]
+
+
 def recon_tables():
     """The reconstruction metric tables: one per subject x mapper, plus truth once."""
     out = expand(

@@ -27,7 +27,12 @@ rule metrics_glm:
 rule metrics_decoding:
     """Retrieval Recall@k (image and text, both directions) and 2-way identification."""
     input:
-        lib("metrics/retrieval.py", "metrics/identification.py", "metrics/table.py"),
+        lib(
+            "metrics/retrieval.py",
+            "metrics/identification.py",
+            "metrics/recon.py",
+            "metrics/table.py",
+        ),
         pred_image=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.npy",
         pred_image_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.index.parquet",
         pred_text=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_text.npy",
@@ -49,22 +54,28 @@ rule metrics_decoding:
     params:
         dataset=config["dataset"],
         ks=config["metrics"]["ks"],
+        n_way=config["metrics"]["n_way"],
+        repeats=config["metrics"]["repeats"],
+        seed=config["metrics"]["seed"],
     script:
         "../workflow_scripts/metrics_decoding.py"
 
 
 rule metrics_recon:
-    """PixCorr, SSIM and 2-way identification (CLIP embedding features) of the reconstructions
-    of every scored generator, for one subject and mapper."""
+    """Every reconstruction metric (PixCorr, SSIM, CLIP 2-way / random 2-way / n-way, AlexNet,
+    Inception, EffNet-B1, SwAV where their weights exist) of every scored generator, for one
+    subject and mapper."""
     input:
         lib(
             "metrics/image.py",
             "metrics/identification.py",
             "metrics/recon.py",
+            "metrics/networks.py",
             "metrics/table.py",
             "embeddings/model.py",
             "embeddings/cache.py",
         ),
+        network_weights(),
         checkpoint=clip_checkpoint(),
         recons=[recon_path(g, "recons.npy") for g in scored_generators()],
         recons_index=[
@@ -90,6 +101,10 @@ rule metrics_recon:
         image_size=config["metrics"]["image_size"],
         model=config["embed"]["model"],
         pretrained=clip_weights,
+        n_way=config["metrics"]["n_way"],
+        repeats=config["metrics"]["repeats"],
+        seed=config["metrics"]["seed"],
+        networks=config["metrics"]["networks"],
     script:
         "../workflow_scripts/metrics_recon.py"
 

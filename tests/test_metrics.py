@@ -112,6 +112,55 @@ def test_two_way_identification_extremes_and_errors():
         two_way_identification(np.ones((3, 4)), true[:3, :4])
 
 
+def test_n_way_identification_matches_a_brute_force_loop():
+    """Same seeded foil draws, scored by a plain loop over items, repeats and foils."""
+    from fmridecode.metrics.identification import n_way_identification
+
+    rng = np.random.default_rng(4)
+    true = rng.normal(size=(15, 10))
+    pred = true + 1.2 * rng.normal(size=(15, 10))
+    for n, repeats in ((2, 7), (5, 4), (15, 3)):
+        draws = np.random.default_rng(9)
+        hits = 0
+        for i in range(15):
+            others = np.delete(np.arange(15), i)
+            foils = draws.permuted(np.tile(others, (repeats, 1)), axis=1)[:, : n - 1]
+            own = np.corrcoef(pred[i], true[i])[0, 1]
+            for row in foils:
+                hits += all(own > np.corrcoef(pred[i], true[j])[0, 1] for j in row)
+        got = n_way_identification(pred, true, n, repeats=repeats, seed=9)
+        assert got == pytest.approx(hits / (15 * repeats), abs=1e-12)
+        assert len(set(foils[0])) == n - 1 and i not in foils[0]  # distinct, never itself
+
+
+def test_n_way_chance_levels_and_errors():
+    """Unrelated predictions score near 1/n; perfect ones 1; n beyond the items is refused."""
+    from fmridecode.metrics.identification import n_way_identification, two_way_random
+
+    rng = np.random.default_rng(5)
+    true, noise = rng.normal(size=(400, 30)), rng.normal(size=(400, 30))
+    for n in (2, 5, 10, 50):  # sd of the mean over items: < 0.015
+        assert abs(n_way_identification(noise, true, n, repeats=20) - 1 / n) < 0.045
+        assert n_way_identification(2 * true, true, n, repeats=5) == 1.0
+    assert two_way_random(noise, true) == n_way_identification(noise, true, 2, repeats=50)
+    with pytest.raises(DataError, match=r"n must be in \[2, 400\]"):
+        n_way_identification(true, true, 401)
+
+
+def test_correlation_distance_equals_scipy():
+    from scipy.spatial.distance import correlation
+
+    from fmridecode.metrics.identification import correlation_distance
+
+    rng = np.random.default_rng(6)
+    true = rng.normal(size=(8, 12))
+    pred = true + rng.normal(size=(8, 12))
+    expected = np.mean([correlation(pred[i], true[i]) for i in range(8)])
+    assert correlation_distance(pred, true) == pytest.approx(expected, abs=1e-12)
+    assert correlation_distance(3 * true + 2, true) == pytest.approx(0.0, abs=1e-12)
+    assert correlation_distance(-true, true) == pytest.approx(2.0)
+
+
 # -- image metrics ---------------------------------------------------------------------------
 
 
@@ -252,16 +301,23 @@ def test_recon_rows_score_perfect_and_shuffled_reconstructions():
     stimuli = rng.integers(0, 256, size=(6, 16, 16, 3), dtype=np.uint8)
     emb = rng.normal(size=(6, 8))
     base = {"dataset": "d", "subject": "01", "mapper": "m", "generator": "g"}
-    perfect = {r["metric"]: r for r in recon_rows(stimuli, stimuli, emb, emb, 16, base)}
-    assert perfect["pixcorr"]["value"] == pytest.approx(1.0)
-    assert perfect["ssim"]["value"] == pytest.approx(1.0)
-    assert perfect["two_way_identification"]["value"] == 1.0
-    assert perfect["two_way_identification"]["chance"] == 0.5
-    assert all(r["n"] == 6 and r["generator"] == "g" for r in perfect.values())
+    rows = recon_rows(stimuli, stimuli, emb, emb, 16, base, n_way=(3, 10))
+    perfect = {(r["metric"], r["n"]): r for r in rows}
+    assert perfect[("pixcorr", 6)]["value"] == pytest.approx(1.0)
+    assert perfect[("ssim", 6)]["value"] == pytest.approx(1.0)
+    assert perfect[("two_way_identification", 6)]["value"] == 1.0
+    assert perfect[("two_way_identification", 6)]["chance"] == 0.5
+    assert perfect[("two_way_identification", 6)]["feature"] == "clip"
+    assert perfect[("two_way_random", 6)]["value"] == 1.0
+    assert perfect[("n_way", 3)]["value"] == 1.0 and perfect[("n_way", 3)]["chance"] == 1 / 3
+    # 10-way needs 10 test items: written as unavailable with the reason, never a number
+    ten = perfect[("n_way", 10)]
+    assert np.isnan(ten["value"]) and ten["status"] == "unavailable: 6 test items < 10"
+    assert all(r["generator"] == "g" for r in rows) and len(rows) == 6
     order = [1, 2, 3, 4, 5, 0]
     shuffled = {
         r["metric"]: r["value"]
-        for r in recon_rows(stimuli[order], stimuli, emb[order], emb, 16, base)
+        for r in recon_rows(stimuli[order], stimuli, emb[order], emb, 16, base, n_way=())
     }
     assert shuffled["pixcorr"] < 0.2 and shuffled["two_way_identification"] < 0.5
 

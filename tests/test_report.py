@@ -45,8 +45,20 @@ def metrics_frame() -> pd.DataFrame:
                 "generator": "tiny",
                 "metric": "two_way_identification",
                 "target": "image",
+                "feature": "clip",
                 "value": 0.7,
                 "chance": 0.5,
+            },
+            {
+                **base,
+                "mapper": "ridge",
+                "generator": "tiny",
+                "metric": "two_way_identification",
+                "target": "image",
+                "feature": "alexnet2",
+                "value": float("nan"),
+                "chance": 0.5,
+                "status": "unavailable: no alexnet weights",
             },
             {**base, "mapper": "ridge", "generator": "tiny", "metric": "pixcorr", "value": 0.3},
             {**base, "mapper": "ridge", "generator": "lowlevel", "metric": "pixcorr", "value": 0.5},
@@ -68,10 +80,11 @@ def test_headline_table_picks_forward_and_separates_recon():
 
 def test_recon_table_keeps_generators_apart():
     recon = recon_table(metrics_frame()).set_index(["subject", "generator"])
-    assert recon.loc[("01", "tiny"), "2-way recon"] == 0.7
+    assert recon.loc[("01", "tiny"), "CLIP 2-way"] == 0.7  # one column per feature
     assert recon.loc[("01", "tiny"), "PixCorr"] == 0.3
     assert recon.loc[("01", "lowlevel"), "PixCorr"] == 0.5
-    assert pd.isna(recon.loc[("02", "lowlevel"), "2-way recon"])  # not measured: empty, not 0
+    assert pd.isna(recon.loc[("02", "lowlevel"), "CLIP 2-way"])  # not measured: empty, not 0
+    assert "AlexNet(2)" not in recon.columns  # unavailable everywhere: listed apart
 
 
 def test_render_writes_html_and_markdown(tmp_path):
@@ -86,6 +99,7 @@ def test_render_writes_html_and_markdown(tmp_path):
     assert "sub-01/ridge/tiny" in html
     md = (tmp_path / "r.md").read_text()
     assert md.startswith("# T") and "R@1 image" in md and "0.250" in md
+    assert "## Unavailable metrics" in md and "no alexnet weights" in md
 
 
 def test_noise_sensitivity_table_and_section(tmp_path):

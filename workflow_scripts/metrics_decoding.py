@@ -1,8 +1,9 @@
-"""Rule metrics_decoding: retrieval Recall@k and 2-way identification of predicted embeddings."""
+"""Rule metrics_decoding: retrieval Recall@k and 2-way / random 2-way / n-way identification of
+predicted embeddings."""
 
 from fmridecode.io import load_indexed
 from fmridecode.mappers.targets import align, text_embeddings
-from fmridecode.metrics.identification import two_way_identification
+from fmridecode.metrics.recon import identification_rows
 from fmridecode.metrics.retrieval import retrieval_rows
 from fmridecode.metrics.table import write_metrics
 from fmridecode.workflow import setup
@@ -18,6 +19,8 @@ base = {
     "subject": smk.wildcards.subject,
     "mapper": smk.wildcards.mapper,
 }
+p = smk.params
+draws = {"n_way": p.n_way, "repeats": p.repeats, "seed": p.seed}
 rows = []
 for target in ("image", "text"):
     pred, pred_index = load_indexed(smk.input[f"pred_{target}"])
@@ -25,15 +28,10 @@ for target in ("image", "text"):
     # candidates: the embeddings of the test images, in the predictions' order
     candidates = align(emb, ids, list(pred_index["stim_id"]), f"{target} embeddings")
     rows += retrieval_rows(pred, candidates, target=target, ks=smk.params.ks)
-    rows.append(
-        {
-            "metric": "two_way_identification",
-            "target": target,
-            "feature": "embedding",
-            "value": two_way_identification(pred, candidates),
-            "chance": 0.5,
-            "n": len(pred),
-        }
+    p = smk.params
+    ident = {"target": target, "feature": "embedding"}
+    rows += identification_rows(
+        pred, candidates, ident, n_way=p.n_way, repeats=p.repeats, seed=p.seed
     )
 write_metrics([{**base, **r} for r in rows], smk.output[0])
 log.info("%d metric rows", len(rows))

@@ -51,6 +51,6 @@ for amp in [0.0, *sorted(float(a) for a in p.amplitudes)]:
             "noise_amplitude": amp,
         }
         emb_rec = embed_images(model, preprocess, imgs)
-        rows += recon_rows(imgs, stimuli, emb_rec, true_emb, p.image_size, base)
-    log.info("noise %g: %s", amp, [(r["metric"], round(r["value"], 3)) for r in rows[-3:]])
+        rows += recon_rows(imgs, stimuli, emb_rec, true_emb, p.image_size, base, n_way=())
+    log.info("noise %g: %s", amp, [(r["metric"], round(r["value"], 3)) for r in rows[-4:]])
 write_metrics(rows, smk.output[0])

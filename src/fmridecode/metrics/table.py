@@ -25,7 +25,18 @@ METRICS: dict[str, str] = {
     "(cosine) candidates of the whole pool; forward = fMRI->candidates",
     "two_way_identification": "fraction of (item, other test item) pairs where the "
     "prediction is closer (Pearson r of features) to its own target than to the other; "
-    "against all other test images",
+    "against all other test images (Brain-Diffuser, MindEye); feature = embedding (decoded "
+    "vs true), clip (CLIP image features of reconstruction vs stimulus), alexnet2 / alexnet5 "
+    "(AlexNet features.4 / features.11), inception (Inception-v3 avgpool)",
+    "two_way_random": "BrainCLIP's 2-way identification: the prediction against its own target "
+    "and one random other test item, repeated 50 times per item (seeded); chance 0.5",
+    "n_way": "fraction of (item, draw) where the prediction correlates more with its own "
+    "target than with each of n - 1 random distinct other test items (50 seeded draws per "
+    "item); chance 1/n",
+    "effnet_distance": "mean over test images of the correlation distance (1 - Pearson r) "
+    "between EfficientNet-B1 avgpool features of reconstruction and stimulus; lower is better",
+    "swav_distance": "mean over test images of the correlation distance between SwAV "
+    "ResNet-50 avgpool features of reconstruction and stimulus; lower is better",
     "pixcorr": "Pearson r between flattened RGB pixels of reconstruction and stimulus",
     "ssim": "structural similarity, grayscale, Gaussian weights sigma 1.5",
     "glm_recovery_r": "median over responsive voxels of the Pearson r between estimated "

@@ -54,31 +54,56 @@ def headline_table(metrics: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-RECON_COLUMNS = {"two_way_identification": "2-way recon", "pixcorr": "PixCorr", "ssim": "SSIM"}
+#: (metric, feature) -> column of the reconstruction table, in MindEye's order
+RECON_COLUMNS = {
+    ("pixcorr", None): "PixCorr",
+    ("ssim", None): "SSIM",
+    ("two_way_identification", "alexnet2"): "AlexNet(2)",
+    ("two_way_identification", "alexnet5"): "AlexNet(5)",
+    ("two_way_identification", "inception"): "Inception",
+    ("two_way_identification", "clip"): "CLIP 2-way",
+    ("effnet_distance", "effnet"): "EffNet-B dist.",
+    ("swav_distance", "swav"): "SwAV dist.",
+}
+
+
+def _columns(rows: pd.DataFrame) -> pd.Series:
+    """The reconstruction-table column of each row (None: not in the table)."""
+    feature = rows["feature"] if "feature" in rows else pd.Series(None, index=rows.index)
+    keys = zip(rows["metric"], [None if pd.isna(f) else f for f in feature], strict=True)
+    return pd.Series([RECON_COLUMNS.get(k) for k in keys], index=rows.index, dtype=object)
+
+
+def _recon_pivot(rows: pd.DataFrame, index: list[str]) -> pd.DataFrame:
+    """Rows -> one column per reconstruction metric (mean), columns never measured dropped."""
+    rows = rows.assign(column=_columns(rows)).dropna(subset=["column"])
+    if rows.empty:
+        return pd.DataFrame()
+    table = rows.pivot_table(index=index, columns="column", values="value", aggfunc="mean")
+    table = table[[c for c in RECON_COLUMNS.values() if c in table.columns]]
+    return table.reset_index().rename_axis(columns=None)
 
 
 def recon_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """One row per (subject, mapper, generator) with the reconstruction metrics."""
     if "generator" not in metrics:
         return pd.DataFrame()
-    rows = metrics[metrics["generator"].notna() & metrics["metric"].isin(list(RECON_COLUMNS))]
-    if rows.empty:
-        return pd.DataFrame()
-    table = rows.pivot_table(
-        index=["subject", "mapper", "generator"], columns="metric", values="value", aggfunc="mean"
-    )
-    table = table[[m for m in RECON_COLUMNS if m in table.columns]].rename(columns=RECON_COLUMNS)
-    return table.reset_index().rename_axis(columns=None)
+    return _recon_pivot(metrics[metrics["generator"].notna()], ["subject", "mapper", "generator"])
 
 
 def noise_summary(noise: pd.DataFrame) -> pd.DataFrame:
     """The noise-sensitivity table: one row per (generator, noise amplitude), metrics as columns,
     mean over subjects and mappers (the layout of the two-stage paper's table)."""
-    table = noise.pivot_table(
-        index=["generator", "noise_amplitude"], columns="metric", values="value", aggfunc="mean"
-    )
-    table = table[[m for m in RECON_COLUMNS if m in table.columns]].rename(columns=RECON_COLUMNS)
-    return table.reset_index().rename_axis(columns=None)
+    return _recon_pivot(noise, ["generator", "noise_amplitude"])
+
+
+def unavailable(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The metrics that could not be computed, once each, with the reason."""
+    if "status" not in metrics:
+        return pd.DataFrame(columns=["metric", "feature", "status"])
+    rows = metrics[metrics["status"].fillna("ok") != "ok"]
+    cols = [c for c in ("metric", "feature", "n", "status") if c in rows]
+    return rows[cols].drop_duplicates().reset_index(drop=True)
 
 
 def _img_tag(png: bytes, alt: str) -> str:
@@ -103,8 +128,11 @@ def render_report(
     head = headline_table(metrics)
     recon = recon_table(metrics)
     md = [f"# {title}", "", head.to_markdown(index=False, floatfmt=".3f"), ""]
+    missing = unavailable(metrics)
     if not recon.empty:
         md += ["## Reconstructions", "", recon.to_markdown(index=False, floatfmt=".3f"), ""]
+    if not missing.empty:
+        md += ["## Unavailable metrics", "", missing.to_markdown(index=False), ""]
     noise_parts: list[str] = []
     if noise is not None and not noise.empty:
         table = noise_summary(noise)
@@ -132,7 +160,17 @@ def render_report(
         "<h2>Headline metrics</h2>",
         head.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="–"),
         "<h2>Reconstruction metrics</h2>",
+        "<p>2-way identification against all other test images (chance 0.5); distances: "
+        "mean correlation distance, lower is better.</p>",
         recon.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="–"),
+        *(
+            [
+                "<h2>Unavailable metrics</h2>",
+                missing.to_html(index=False, na_rep=""),
+            ]
+            if not missing.empty
+            else []
+        ),
         *noise_parts,
         "<h2>Figures</h2>",
         _img_tag(overview_figure(metrics), "headline metrics"),
