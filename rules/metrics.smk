@@ -54,6 +54,8 @@ rule metrics_decoding:
     params:
         dataset=config["dataset"],
         ks=config["metrics"]["ks"],
+        pool=config["metrics"]["pool"],
+        pool_repeats=config["metrics"]["pool_repeats"],
         n_way=config["metrics"]["n_way"],
         repeats=config["metrics"]["repeats"],
         seed=config["metrics"]["seed"],

@@ -71,6 +71,43 @@ def test_retrieval_rows_both_directions():
     assert "recall_at_k" in METRICS
 
 
+def test_pooled_recall_matches_a_loop_over_the_draws():
+    """MindEye's random-pool retrieval: the seeded draws redone by hand with recall_at_k."""
+    from fmridecode.metrics.retrieval import pooled_recall
+
+    rng = np.random.default_rng(7)
+    cand = rng.normal(size=(40, 6))
+    pred = cand + 1.0 * rng.normal(size=(40, 6))
+    got = pooled_recall(pred, cand, (1, 5), pool=12, repeats=4, seed=3)
+    draws = np.random.default_rng(3)
+    expected = {"forward": {1: 0.0, 5: 0.0}, "backward": {1: 0.0, 5: 0.0}}
+    for _ in range(4):
+        idx = draws.choice(40, size=12, replace=False)
+        own = np.arange(12)
+        for k, v in recall_at_k(pred[idx], cand[idx], own, (1, 5)).items():
+            expected["forward"][k] += v / 4
+        for k, v in recall_at_k(cand[idx], pred[idx], own, (1, 5)).items():
+            expected["backward"][k] += v / 4
+    for d in expected:
+        for k in (1, 5):
+            assert got[d][k] == pytest.approx(expected[d][k], abs=1e-12)
+    # the whole set as the pool is the plain recall
+    whole = pooled_recall(pred, cand, (1,), pool=40, repeats=1)
+    assert whole["forward"][1] == recall_at_k(pred, cand, np.arange(40), (1,))[1]
+
+
+def test_pooled_rows_and_small_test_sets():
+    rng = np.random.default_rng(8)
+    cand = rng.normal(size=(30, 5))
+    rows = retrieval_rows(cand, cand, target="image", ks=(1,), pool=20, pool_repeats=3)
+    pooled = [r for r in rows if r["pool"] == "20"]
+    assert len(pooled) == 2 and all(r["value"] == 1.0 and r["chance"] == 1 / 20 for r in pooled)
+    small = retrieval_rows(cand, cand, target="image", ks=(1, 5), pool=300)
+    missing = [r for r in small if r["pool"] == "300"]
+    assert len(missing) == 4 and all(np.isnan(r["value"]) for r in missing)
+    assert missing[0]["status"] == "unavailable: 30 test items < pool 300"
+
+
 def test_retrieval_errors():
     with pytest.raises(DataError, match="rows \\[1\\] are zero"):
         recall_at_k(np.array([[1.0, 0.0], [0.0, 0.0]]), CANDS, np.array([0, 1]))

@@ -100,7 +100,7 @@ def test_metrics_table_complete_and_finite(tiny_run):
     assert missing["value"].isna().all()
     networks = missing["feature"].isin(["alexnet2", "alexnet5", "inception", "effnet", "swav"])
     assert missing.loc[networks, "status"].str.contains("no .* weights").all()
-    assert (missing.loc[~networks, "metric"] == "n_way").all()
+    assert (missing.loc[~networks, "metric"] == "n_way").all()  # the pools of 16 fit
     assert (missing.loc[~networks, "n"] == 50).all()
     recon = m[m["generator"].notna()]
     for feature in ("alexnet2", "alexnet5", "inception", "effnet", "swav"):  # every generator
@@ -113,6 +113,9 @@ def test_metrics_table_complete_and_finite(tiny_run):
 def test_retrieval_far_above_chance(tiny_run):
     m = pd.read_parquet(tiny_run / OUT / "metrics.parquet")
     r1 = m[(m["metric"] == "recall_at_k") & (m["k"] == 1) & (m["direction"] == "forward")]
+    pooled = r1[r1["pool"] == "16"]  # the tiny config's random pools of 16 of the 24 images
+    assert len(pooled) == 4 and (pooled["value"] >= 4 * pooled["chance"]).all(), pooled
+    r1 = r1[r1["pool"] == "all"]
     assert set(r1["target"]) == {"image", "text"}
     for _, row in r1[r1["target"] == "image"].iterrows():
         # the tiny test pool has ~24 images (chance ~0.04); 4x chance is far above it for

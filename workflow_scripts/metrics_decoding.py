@@ -27,7 +27,10 @@ for target in ("image", "text"):
     emb, ids = truth[target]
     # candidates: the embeddings of the test images, in the predictions' order
     candidates = align(emb, ids, list(pred_index["stim_id"]), f"{target} embeddings")
-    rows += retrieval_rows(pred, candidates, target=target, ks=smk.params.ks)
+    rows += retrieval_rows(
+        pred, candidates, target=target, ks=p.ks, pool=p.pool, pool_repeats=p.pool_repeats,
+        seed=p.seed,
+    )  # fmt: skip
     p = smk.params
     ident = {"target": target, "feature": "embedding"}
     rows += identification_rows(

@@ -63,6 +63,35 @@ def recall_at_k(
     return {int(k): float(np.mean(r < int(k))) for k in ks}
 
 
+def pooled_recall(
+    pred: np.ndarray,
+    candidates: np.ndarray,
+    ks: Sequence[int],
+    pool: int,
+    repeats: int = 30,
+    seed: int = 0,
+) -> dict[str, dict[int, float]]:
+    """MindEye's retrieval in random sub-pools: ``repeats`` seeded draws of ``pool`` distinct
+    items (row i of ``pred`` matches row i of ``candidates``); in each, forward (prediction ->
+    the pool's candidates) and backward (candidate -> the pool's predictions) Recall@k; the
+    mean over draws. Chance k / pool."""
+    n = len(pred)
+    if len(candidates) != n:
+        raise DataError(f"pooled retrieval: {n} predictions but {len(candidates)} candidates")
+    if not 2 <= pool <= n or repeats < 1:
+        raise DataError(f"pooled retrieval: pool must be in [2, {n}] and repeats >= 1")
+    rng = np.random.default_rng(seed)
+    P, C = np.asarray(pred), np.asarray(candidates)
+    sums = {"forward": dict.fromkeys(ks, 0.0), "backward": dict.fromkeys(ks, 0.0)}
+    for _ in range(repeats):
+        idx = rng.choice(n, size=pool, replace=False)
+        own = np.arange(pool)
+        for direction, (q, c) in (("forward", (P[idx], C[idx])), ("backward", (C[idx], P[idx]))):
+            for k, v in recall_at_k(q, c, own, ks).items():
+                sums[direction][k] += v / repeats
+    return sums
+
+
 def retrieval_rows(
     pred: np.ndarray,
     candidates: np.ndarray,
@@ -70,13 +99,18 @@ def retrieval_rows(
     *,
     target: str,
     ks: Sequence[int] = (1, 5, 10),
+    pool: int | None = None,
+    pool_repeats: int = 30,
+    seed: int = 0,
 ) -> list[dict]:
     """Metric rows for both directions (merge dataset/subject/mapper in with ``metric_rows``).
 
     ``true_index`` defaults to ``arange(n)``: candidate i is the match of prediction i.
     forward: each prediction retrieves among all ``candidates`` (chance k/m, n = #predictions).
     backward: the true candidate of each prediction retrieves among all n predictions whether
-    its own prediction is within its top k (chance k/n).
+    its own prediction is within its top k (chance k/n). ``pool``: also the rows of
+    ``pooled_recall`` (``pool`` = that size, e.g. MindEye's 300 x 30), or unavailable rows
+    with the reason when the test set is smaller than the pool.
     """
     n_pred = np.asarray(pred).shape[0]
     true_index = np.arange(n_pred) if true_index is None else np.asarray(true_index)
@@ -98,4 +132,24 @@ def retrieval_rows(
                     "n": n,
                 }
             )
+    if pool is None:
+        return rows
+    aligned = np.asarray(candidates)[true_index]
+    pooled = pooled_recall(pred, aligned, ks, pool, pool_repeats, seed) if n >= pool else None
+    for direction in ("forward", "backward"):
+        for k in ks:
+            row = {
+                "metric": "recall_at_k",
+                "target": target,
+                "k": int(k),
+                "pool": str(pool),
+                "direction": direction,
+                "chance": min(int(k) / pool, 1.0),
+                "n": n,
+            }
+            if pooled is None:
+                row |= {"value": np.nan, "status": f"unavailable: {n} test items < pool {pool}"}
+            else:
+                row["value"] = pooled[direction][int(k)]
+            rows.append(row)
     return rows

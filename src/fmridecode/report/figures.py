@@ -12,8 +12,10 @@ import pandas as pd  # noqa: E402
 
 
 def recall_figure(metrics: pd.DataFrame) -> bytes:
-    """PNG bytes: forward Recall@k per target and subject, with the chance level drawn."""
+    """PNG bytes: forward Recall@k (whole test set) per target and subject, chance drawn."""
     df = metrics[(metrics["metric"] == "recall_at_k") & (metrics["direction"] == "forward")]
+    if "pool" in df:  # the whole test set (random-pool rows are in the table)
+        df = df[df["pool"] == "all"]
     targets = sorted(df["target"].dropna().unique())
     fig, axes = plt.subplots(
         1, max(len(targets), 1), figsize=(4.5 * max(len(targets), 1), 3.4), squeeze=False

@@ -36,6 +36,8 @@ def headline_table(metrics: pd.DataFrame) -> pd.DataFrame:
             r1 = pick(
                 subject=subject, metric="recall_at_k", target=target, k=1, direction="forward"
             )
+            if "pool" in r1:  # the whole test set, not the random-pool rows
+                r1 = r1[r1["pool"] == "all"]
             if len(r1):
                 row[f"R@1 {target}"] = r1["value"].mean()
                 row[f"R@1 {target} chance"] = r1["chance"].mean()
