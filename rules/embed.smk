@@ -59,6 +59,36 @@ rule embed:
         "../workflow_scripts/embed.py"
 
 
+rule embed_classes:
+    """Zero-shot class embeddings: every category name in the 18 prompt templates, encoded
+    with the CLIP model and averaged per class."""
+    input:
+        lib(
+            "embeddings/model.py",
+            "embeddings/cache.py",
+            "embeddings/prompts.py",
+            "mappers/targets.py",
+        ),
+        checkpoint=clip_checkpoint(),
+        categories=stim("categories.parquet"),
+    output:
+        classes=f"{OUT}/embed/classes.npy",
+        classes_index=f"{OUT}/embed/classes.index.parquet",
+    log:
+        f"{OUT}/logs/embed_classes.log",
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    params:
+        model=config["embed"]["model"],
+        pretrained=clip_weights,
+    script:
+        "../workflow_scripts/embed_classes.py"
+
+
 rule embed_vd_tokens:
     """versatile_diffusion targets: token embeddings of shown images and their captions, and
     the images' VAE latents (the low-level first-guess target)."""

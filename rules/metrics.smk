@@ -25,14 +25,19 @@ rule metrics_glm:
 
 
 rule metrics_decoding:
-    """Retrieval Recall@k (image and text, both directions) and 2-way identification."""
+    """Retrieval Recall@k (image and text, both directions, whole pool and random pools),
+    2-way / random 2-way / n-way identification and zero-shot classification."""
     input:
         lib(
             "metrics/retrieval.py",
             "metrics/identification.py",
             "metrics/recon.py",
             "metrics/table.py",
+            "metrics/zero_shot.py",
         ),
+        classes=f"{OUT}/embed/classes.npy",
+        classes_index=f"{OUT}/embed/classes.index.parquet",
+        labels=stim("labels.parquet"),
         pred_image=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.npy",
         pred_image_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.index.parquet",
         pred_text=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_text.npy",
@@ -56,6 +61,7 @@ rule metrics_decoding:
         ks=config["metrics"]["ks"],
         pool=config["metrics"]["pool"],
         pool_repeats=config["metrics"]["pool_repeats"],
+        zero_shot_classes=config["metrics"]["zero_shot_classes"],
         n_way=config["metrics"]["n_way"],
         repeats=config["metrics"]["repeats"],
         seed=config["metrics"]["seed"],

@@ -90,10 +90,16 @@ def test_metrics_table_complete_and_finite(tiny_run):
         "ssim",
         "effnet_distance",
         "swav_distance",
+        "zero_shot_top1",
+        "zero_shot_top5",
         "glm_recovery_r",
         "noise_ceiling",
     }
     assert expected <= set(m["metric"])
+    zero_shot = m[m["metric"].str.startswith("zero_shot")]  # test images show held-out ones
+    assert (zero_shot["status"] == "ok").all() and (zero_shot["n"] > 0).all(), zero_shot
+    assert set(zero_shot["target"]) == {"image", "text"}
+    assert (zero_shot["chance"] > 0).all() and zero_shot["value"].between(0, 1).all()
     # only what needs missing weights (none here) or more test items (24 < 50) is unavailable,
     # as an empty value with the reason, never a number from random weights
     missing = m[~ok]

@@ -1,11 +1,12 @@
-"""Rule metrics_decoding: retrieval Recall@k and 2-way / random 2-way / n-way identification of
-predicted embeddings."""
+"""Rule metrics_decoding: retrieval Recall@k, 2-way / random 2-way / n-way identification and
+zero-shot classification of the predicted embeddings."""
 
-from fmridecode.io import load_indexed
+from fmridecode.io import load_indexed, read_parquet
 from fmridecode.mappers.targets import align, text_embeddings
 from fmridecode.metrics.recon import identification_rows
 from fmridecode.metrics.retrieval import retrieval_rows
 from fmridecode.metrics.table import write_metrics
+from fmridecode.metrics.zero_shot import zero_shot_rows
 from fmridecode.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -20,6 +21,9 @@ base = {
     "mapper": smk.wildcards.mapper,
 }
 p = smk.params
+class_emb, classes = load_indexed(smk.input.classes)
+held_out = set(classes.loc[classes["zero_shot"], "category"])
+labels = read_parquet(smk.input.labels).groupby("stim_id")["category"].agg(set).to_dict()
 draws = {"n_way": p.n_way, "repeats": p.repeats, "seed": p.seed}
 rows = []
 for target in ("image", "text"):
@@ -31,10 +35,12 @@ for target in ("image", "text"):
         pred, candidates, target=target, ks=p.ks, pool=p.pool, pool_repeats=p.pool_repeats,
         seed=p.seed,
     )  # fmt: skip
-    p = smk.params
-    ident = {"target": target, "feature": "embedding"}
     rows += identification_rows(
-        pred, candidates, ident, n_way=p.n_way, repeats=p.repeats, seed=p.seed
+        pred, candidates, {"target": target, "feature": "embedding"}, **draws
     )
+    rows += zero_shot_rows(
+        pred, [labels.get(s, set()) for s in pred_index["stim_id"]], class_emb,
+        list(classes["category"]), held_out, {"target": target}, candidates=p.zero_shot_classes,
+    )  # fmt: skip
 write_metrics([{**base, **r} for r in rows], smk.output[0])
 log.info("%d metric rows", len(rows))

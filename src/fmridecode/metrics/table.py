@@ -37,6 +37,10 @@ METRICS: dict[str, str] = {
     "between EfficientNet-B1 avgpool features of reconstruction and stimulus; lower is better",
     "swav_distance": "mean over test images of the correlation distance between SwAV "
     "ResNet-50 avgpool features of reconstruction and stimulus; lower is better",
+    "zero_shot_top1": "BrainCLIP's zero-shot classification: fraction of test images showing a "
+    "held-out category whose best class (cosine of the decoded embedding to the 18-template "
+    "prompt-ensemble class embeddings) is a held-out category they show; chance per image",
+    "zero_shot_top5": "as zero_shot_top1, correct when such a category is among the 5 best",
     "pixcorr": "Pearson r between flattened RGB pixels of reconstruction and stimulus",
     "ssim": "structural similarity, grayscale, Gaussian weights sigma 1.5",
     "glm_recovery_r": "median over responsive voxels of the Pearson r between estimated "
