@@ -117,6 +117,45 @@ rule metrics_recon:
         "../workflow_scripts/metrics_recon.py"
 
 
+rule metrics_categories:
+    """Category decoding (Mind Reader 3.4): multi-label classifiers from fMRI, from CLIP image
+    embeddings and (per mapper) from the decoded embeddings, scored by AUC-ROC per category.
+    """
+    input:
+        lib(
+            "metrics/categories.py",
+            "metrics/table.py",
+            "mappers/targets.py",
+        ),
+        voxels=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.npy",
+        voxels_index=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.index.parquet",
+        image=f"{OUT}/embed/image.npy",
+        image_index=f"{OUT}/embed/image.index.parquet",
+        pred=expand(
+            f"{OUT}/fit/sub-{{{{subject}}}}/{{mapper}}/pred_image.npy",
+            mapper=config["fit"]["mappers"],
+        ),
+        labels=stim("labels.parquet"),
+        categories=stim("categories.parquet"),
+    output:
+        f"{OUT}/metrics/categories/sub-{{subject}}.parquet",
+    log:
+        f"{OUT}/logs/metrics/categories/sub-{{subject}}.log",
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    params:
+        dataset=config["dataset"],
+        mappers=config["fit"]["mappers"],
+        settings=config["metrics"]["category_decoding"],
+        seed=config["metrics"]["seed"],
+    script:
+        "../workflow_scripts/metrics_categories.py"
+
+
 rule metrics_all:
     """Concatenate every stage's metric table into one tidy table."""
     input:
@@ -127,6 +166,7 @@ rule metrics_all:
             subject=SUBJECTS,
             mapper=config["fit"]["mappers"],
         )
+        + expand(f"{OUT}/metrics/categories/sub-{{subject}}.parquet", subject=SUBJECTS)
         + recon_tables(),
     output:
         report(f"{OUT}/metrics.parquet", category="Metrics"),

@@ -63,6 +63,23 @@ def metrics_frame() -> pd.DataFrame:
             {**base, "mapper": "ridge", "generator": "tiny", "metric": "pixcorr", "value": 0.3},
             {**base, "mapper": "ridge", "generator": "lowlevel", "metric": "pixcorr", "value": 0.5},
             {**base, "mapper": "none", "metric": "glm_recovery_r", "glm_type": "B", "value": 0.6},
+            {
+                **base,
+                "mapper": "none",
+                "metric": "category_auc",
+                "feature": "fmri",
+                "category": "mean",
+                "value": 0.7,
+                "chance": 0.5,
+            },
+            {
+                **base,
+                "mapper": "ridge",
+                "metric": "zero_shot_top1",
+                "target": "image",
+                "value": 0.25,
+                "chance": 0.04,
+            },
             {**base, "mapper": "none", "metric": "glm_recovery_r", "glm_type": "D", "value": 0.65},
         ]
     return pd.DataFrame(rows)
@@ -76,6 +93,8 @@ def test_headline_table_picks_forward_and_separates_recon():
     assert head.loc["01", "GLM recovery r (B)"] == 0.6  # one column per GLM type
     assert head.loc["01", "GLM recovery r (D)"] == 0.65
     assert "PixCorr" not in head.columns  # reconstructions have their own table
+    assert head.loc["01", "category AUC (fmri)"] == 0.7
+    assert head.loc["02", "zero-shot top-1 image"] == 0.25
 
 
 def test_recon_table_keeps_generators_apart():

@@ -92,6 +92,7 @@ def test_metrics_table_complete_and_finite(tiny_run):
         "swav_distance",
         "zero_shot_top1",
         "zero_shot_top5",
+        "category_auc",
         "glm_recovery_r",
         "noise_ceiling",
     }
@@ -106,14 +107,36 @@ def test_metrics_table_complete_and_finite(tiny_run):
     assert missing["value"].isna().all()
     networks = missing["feature"].isin(["alexnet2", "alexnet5", "inception", "effnet", "swav"])
     assert missing.loc[networks, "status"].str.contains("no .* weights").all()
-    assert (missing.loc[~networks, "metric"] == "n_way").all()  # the pools of 16 fit
-    assert (missing.loc[~networks, "n"] == 50).all()
+    n_way = missing["metric"] == "n_way"  # the pools of 16 fit; 50-way does not
+    assert (missing.loc[n_way, "n"] == 50).all()
+    # categories held out of training, or absent from the 24 test images, have no AUC
+    auc = missing["metric"] == "category_auc"
+    assert missing.loc[auc, "status"].str.contains("not in training|test images show").all()
+    assert (networks | n_way | auc).all(), missing
     recon = m[m["generator"].notna()]
     for feature in ("alexnet2", "alexnet5", "inception", "effnet", "swav"):  # every generator
         rows = recon[recon["feature"] == feature]
         assert set(rows["generator"]) == set(recon["generator"]), feature
     n_way = m[(m["metric"] == "n_way") & ok]
     assert set(n_way["n"]) == {2, 5, 10} and (n_way["chance"] == 1 / n_way["n"]).all()
+
+
+def test_category_decoding_auc(tiny_run):
+    """Mind Reader 3.4 on the simulator: voxels carry category tuning, CLIP embeddings of the
+    images carry the categories, and the decoded embeddings keep part of them."""
+    m = pd.read_parquet(tiny_run / OUT / "metrics.parquet")
+    auc = m[(m["metric"] == "category_auc") & (m["category"] == "mean")]
+    auc = auc.set_index(["subject", "feature"])["value"]
+    # 24 test images: mean AUC over ~17 scorable categories; seen 0.64-0.73 (chance 0.5)
+    for s in ("01", "02"):
+        for feature in ("fmri", "clip", "mapped_clip"):
+            assert auc[(s, feature)] > 0.58, auc
+    per = m[(m["metric"] == "category_auc") & (m["category"] != "mean")]
+    held_out = per[
+        per["category"].isin(["red star", "green ring", "blue triangle", "yellow cross"])
+    ]
+    assert (held_out["status"] == "unavailable: not in training images").all()
+    assert per.loc[per["status"] == "ok", "value"].between(0, 1).all()
 
 
 def test_retrieval_far_above_chance(tiny_run):

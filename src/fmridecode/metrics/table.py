@@ -41,6 +41,10 @@ METRICS: dict[str, str] = {
     "held-out category whose best class (cosine of the decoded embedding to the 18-template "
     "prompt-ensemble class embeddings) is a held-out category they show; chance per image",
     "zero_shot_top5": "as zero_shot_top1, correct when such a category is among the 5 best",
+    "category_auc": "Mind Reader's category decoding: AUC-ROC over the test images of a "
+    "3-linear-layer multi-label classifier trained on the training images; feature = fmri "
+    "(voxels), clip (true CLIP image embeddings) or mapped_clip (the clip classifier on the "
+    "decoded embeddings); one row per category and their mean (category 'mean'); chance 0.5",
     "pixcorr": "Pearson r between flattened RGB pixels of reconstruction and stimulus",
     "ssim": "structural similarity, grayscale, Gaussian weights sigma 1.5",
     "glm_recovery_r": "median over responsive voxels of the Pearson r between estimated "
@@ -63,6 +67,7 @@ COLUMNS = [
     "n",
     "glm_type",
     "roi",
+    "category",
     "value",
     "chance",
     "status",

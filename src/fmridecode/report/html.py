@@ -46,6 +46,13 @@ def headline_table(metrics: pd.DataFrame) -> pd.DataFrame:
             )
             if len(tw):
                 row[f"2-way {target} emb."] = tw["value"].mean()
+            zs = pick(subject=subject, metric="zero_shot_top1", target=target)
+            if len(zs) and zs["value"].notna().any():
+                row[f"zero-shot top-1 {target}"] = zs["value"].mean()
+        if "category" in metrics:
+            auc = pick(subject=subject, metric="category_auc", category="mean")
+            for feature, rows in auc.groupby("feature"):
+                row[f"category AUC ({feature})"] = rows["value"].mean()
         rec = pick(subject=subject, metric="glm_recovery_r")
         for glm_type, rows in rec.groupby(rec.get("glm_type", pd.Series(index=rec.index))):
             row[f"GLM recovery r ({glm_type})"] = rows["value"].mean()
