@@ -111,7 +111,7 @@ def unavailable(metrics: pd.DataFrame) -> pd.DataFrame:
     if "status" not in metrics:
         return pd.DataFrame(columns=["metric", "feature", "status"])
     rows = metrics[metrics["status"].fillna("ok") != "ok"]
-    cols = [c for c in ("metric", "feature", "n", "status") if c in rows]
+    cols = [c for c in ("metric", "feature", "category", "status") if c in rows]
     return rows[cols].drop_duplicates().reset_index(drop=True)
 
 
