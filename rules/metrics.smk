@@ -24,6 +24,43 @@ rule metrics_glm:
         "../workflow_scripts/metrics_glm.py"
 
 
+rule metrics_noise_ceiling:
+    """NSD's noise ceiling (ncsnr) of the betas, per ROI set and as a map on the fit ROI."""
+    input:
+        lib("metrics/noise_ceiling.py", "metrics/table.py", "roi.py"),
+        betas=lambda w: glm_betas(w.subject),
+        trials=lambda w: expand(
+            f"{OUT}/glm/sub-{w.subject}/ses-{{session}}/trials.parquet",
+            session=sessions_of(w.subject),
+        ),
+        bids=f"{OUT}/bids/sub-{{subject}}",
+        images_index=stim("images.index.parquet"),
+    output:
+        table=f"{OUT}/metrics/noise_ceiling/sub-{{subject}}.parquet",
+        map=report(
+            f"{OUT}/glm/sub-{{subject}}/noise_ceiling.nii.gz",
+            category="GLM",
+            subcategory="sub-{subject}",
+            caption="../report/noise_ceiling.rst",
+        ),
+    log:
+        f"{OUT}/logs/metrics/noise_ceiling_sub-{{subject}}.log",
+    conda:
+        "../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    params:
+        dataset=config["dataset"],
+        rois=config["roi"]["sets"],
+        map_roi=config["fit"]["roi"],
+        glm_type=config["glm"]["use_type"],
+        bids_dir=parent_of("bids"),
+    script:
+        "../workflow_scripts/metrics_noise_ceiling.py"
+
+
 rule metrics_decoding:
     """Retrieval Recall@k (image and text, both directions, whole pool and random pools),
     2-way / random 2-way / n-way identification and zero-shot classification."""
@@ -161,6 +198,9 @@ rule metrics_all:
     input:
         lib("metrics/table.py"),
         tables=expand(f"{OUT}/metrics/glm/sub-{{subject}}.parquet", subject=SUBJECTS)
+        + expand(
+            f"{OUT}/metrics/noise_ceiling/sub-{{subject}}.parquet", subject=SUBJECTS
+        )
         + expand(
             f"{OUT}/metrics/decoding/sub-{{subject}}/{{mapper}}.parquet",
             subject=SUBJECTS,

@@ -367,3 +367,26 @@ def test_columnwise_r_hand_case():
     np.testing.assert_allclose(columnwise_r(a, b), [1.0, -1.0])
     with pytest.raises(DataError, match="must be equal"):
         columnwise_r(a, b[:2])
+
+
+def test_ncsnr_recovers_known_signal_and_noise():
+    """Simulated voxels with signal sd s and trial noise sd 1, 3 repeats: after z-scoring the
+    estimated ncsnr is s (NSD's formula), and the ceiling that of the true sds."""
+    from fmridecode.metrics.noise_ceiling import noise_ceiling, signal_noise_sd
+    from fmridecode.roi import zscore_by_session
+
+    rng = np.random.default_rng(11)
+    s = np.array([0.0, 0.5, 1.0, 2.0])
+    signal = rng.normal(size=(3000, 1)) * s  # 3000 stimuli
+    X = np.repeat(signal, 3, axis=0) + rng.normal(size=(9000, 4))
+    ids = np.repeat([f"img{i}" for i in range(3000)], 3)
+    X = zscore_by_session(X, np.zeros(9000))
+    sig, noise = signal_noise_sd(X, ids)
+    # sampling error of the noise variance (sd ~ 0.015 here) biases a zero ncsnr upwards
+    assert sig[0] / noise[0] < 0.2
+    np.testing.assert_allclose((sig / noise)[1:], s[1:], rtol=0.06)
+    nc = noise_ceiling(sig, noise, 3)
+    np.testing.assert_allclose(nc, noise_ceiling(s, np.ones(4), 3), atol=4.0)  # percent
+    assert nc[0] < 4 and noise_ceiling(np.array([1.0]), np.array([1.0]), 3)[0] == 75.0
+    with pytest.raises(DataError, match="shown twice"):
+        signal_noise_sd(X[:3], ["a", "b", "c"])

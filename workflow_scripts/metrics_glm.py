@@ -35,6 +35,7 @@ rows += [
     {
         **base,
         "metric": "noise_ceiling",
+        "feature": "simulated",  # the simulator's true one (metrics_noise_ceiling: estimated)
         "value": float(np.median(truth["noise_ceiling"][truth["responsive"]])),
         "n": int(truth["responsive"].sum()),
     },

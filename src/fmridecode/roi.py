@@ -219,17 +219,16 @@ def _trials_table(
     return df.reset_index(drop=True)
 
 
-def build_voxel_matrix(
+def trial_matrix(
     betas_imgs: Sequence[ImgLike],
     trials_tables: Sequence[pd.DataFrame | str | os.PathLike],
     mask_img: ImgLike,
-    split_of: Mapping[str, str],
 ) -> tuple[np.ndarray, pd.DataFrame]:
-    """One subject's ROI voxel matrix: extract -> z-score per session -> average repeats.
+    """One subject's single-trial ROI betas: extract -> z-score per session.
 
     ``betas_imgs[i]`` and ``trials_tables[i]`` are one GLM session output (betas.nii.gz and
     trials.parquet, or loaded objects). Sessions are taken from the tables' ``session``
-    column. Returns float32 (n_stimuli, n_voxels) and the index of ``average_repeats``.
+    column. Returns float32 (n_trials, n_voxels) and the trials table in the same row order.
     """
     if len(betas_imgs) != len(trials_tables):
         raise DataError(
@@ -247,4 +246,16 @@ def build_voxel_matrix(
         blocks.append(X)
     trials = pd.concat(tables, ignore_index=True)
     X = zscore_by_session(np.concatenate(blocks, axis=0), trials["session"].astype(str).to_numpy())
+    return X, trials
+
+
+def build_voxel_matrix(
+    betas_imgs: Sequence[ImgLike],
+    trials_tables: Sequence[pd.DataFrame | str | os.PathLike],
+    mask_img: ImgLike,
+    split_of: Mapping[str, str],
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """One subject's ROI voxel matrix: ``trial_matrix`` -> average repeats. Returns float32
+    (n_stimuli, n_voxels) and the index of ``average_repeats``."""
+    X, trials = trial_matrix(betas_imgs, trials_tables, mask_img)
     return average_repeats(X, trials, split_of)

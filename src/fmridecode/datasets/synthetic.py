@@ -57,6 +57,7 @@ from fmridecode.io import (
     write_json,
     write_parquet,
 )
+from fmridecode.metrics.noise_ceiling import noise_ceiling
 
 TR = 1.6  # s
 STIM_DUR = 3.0  # s, stimulus on
@@ -601,21 +602,6 @@ def make_tuning(
     trial_sd = np.zeros(v)
     trial_sd[resp_idx] = gain * np.exp(rng.normal(0.0, 0.5, len(resp_idx)))
     return Tuning(responsive, mean_resp, trial_sd, {s: i for i, s in enumerate(stim_ids)})
-
-
-def noise_ceiling(signal_sd: np.ndarray, noise_sd: np.ndarray, n_avg: int = 3) -> np.ndarray:
-    """NSD noise ceiling (%) for responses averaged over ``n_avg`` trials.
-
-    ncsnr = signal_sd / noise_sd; NC = 100 * ncsnr^2 / (ncsnr^2 + 1/n_avg). Zero where both
-    sds are zero (a voxel that responds to nothing).
-    """
-    signal_sd = np.asarray(signal_sd, float)
-    noise_sd = np.asarray(noise_sd, float)
-    if np.any(signal_sd < 0) or np.any(noise_sd < 0):
-        raise ValueError("noise_ceiling: standard deviations must be >= 0")
-    s2, n2 = signal_sd**2, noise_sd**2
-    denom = s2 + n2 / n_avg
-    return np.where(denom > 0, 100 * s2 / np.where(denom > 0, denom, 1), 0.0)
 
 
 # ----------------------------------------------------------------------------- HRF and BOLD

@@ -49,7 +49,10 @@ METRICS: dict[str, str] = {
     "ssim": "structural similarity, grayscale, Gaussian weights sigma 1.5",
     "glm_recovery_r": "median over responsive voxels of the Pearson r between estimated "
     "single-trial betas and the simulator's true amplitudes",
-    "noise_ceiling": "median over responsive voxels of the simulator's noise ceiling (%)",
+    "noise_ceiling": "noise ceiling (%) of trial-averaged responses, NSD's formula; feature "
+    "ncsnr: estimated from the repeated single-trial betas (z-scored per session), median over "
+    "the voxels of roi; feature simulated: median over responsive voxels of the simulator's "
+    "true one",
 }
 
 #: column order of the written tables (extra columns follow).

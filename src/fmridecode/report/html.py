@@ -57,8 +57,12 @@ def headline_table(metrics: pd.DataFrame) -> pd.DataFrame:
         for glm_type, rows in rec.groupby(rec.get("glm_type", pd.Series(index=rec.index))):
             row[f"GLM recovery r ({glm_type})"] = rows["value"].mean()
         ceiling = pick(subject=subject, metric="noise_ceiling")
-        if len(ceiling):
-            row["noise ceiling %"] = ceiling["value"].mean()
+        for (feature, roi), rows in ceiling.groupby(
+            [ceiling.get("feature", pd.Series("", index=ceiling.index)).fillna(""),
+             ceiling.get("roi", pd.Series("", index=ceiling.index)).fillna("")]
+        ):  # fmt: skip
+            label = ", ".join(x for x in (roi, "true" if feature == "simulated" else "") if x)
+            row[f"noise ceiling % ({label})" if label else "noise ceiling %"] = rows["value"].mean()
         out.append(row)
     return pd.DataFrame(out)
 

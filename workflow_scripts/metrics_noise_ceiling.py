@@ -1,0 +1,43 @@
+"""Rule metrics_noise_ceiling: NSD's noise ceiling of one subject's betas, per voxel (a map on
+the fit ROI) and per ROI set (median over its voxels)."""
+
+import nibabel as nib
+import numpy as np
+from nilearn import masking
+
+from fmridecode.io import read_parquet, save_nifti
+from fmridecode.metrics.noise_ceiling import noise_ceiling, signal_noise_sd
+from fmridecode.metrics.table import write_metrics
+from fmridecode.roi import roi_mask, trial_matrix
+from fmridecode.workflow import setup
+
+smk = snakemake  # noqa: F821 - injected by Snakemake
+log = setup(smk)
+p, w = smk.params, smk.wildcards
+betas = [nib.load(b) for b in smk.input.betas]
+trials = [read_parquet(t) for t in smk.input.trials]
+split = read_parquet(smk.input.images_index).set_index("stim_id")["split"]
+rows = []
+for roi in p.rois:
+    mask = roi_mask(p.bids_dir, w.subject, roi)
+    X, table = trial_matrix(betas, trials, mask)
+    counts = table["stim_id"].value_counts()
+    test = counts[counts.index.map(split) == "test"]
+    n_avg = int(test.median()) if len(test) else int(counts.max())  # repeats averaged at test
+    signal_sd, noise_sd = signal_noise_sd(X, table["stim_id"])
+    nc = noise_ceiling(signal_sd, noise_sd, n_avg)
+    rows.append(
+        {"dataset": p.dataset, "subject": w.subject, "mapper": "none", "metric": "noise_ceiling",
+         "feature": "ncsnr", "roi": roi, "glm_type": p.glm_type, "value": float(np.median(nc)),
+         "n": int(nc.size)}
+    )  # fmt: skip
+    log.info(
+        "%s: %d voxels, median noise ceiling %.1f %% (n = %d)",
+        roi,
+        nc.size,
+        rows[-1]["value"],
+        n_avg,
+    )
+    if roi == p.map_roi:
+        save_nifti(masking.unmask(nc.astype(np.float32), mask), smk.output.map)
+write_metrics(rows, smk.output.table)
