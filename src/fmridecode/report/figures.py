@@ -37,7 +37,7 @@ def overview_figure(metrics: pd.DataFrame) -> bytes:
     """PNG bytes: one bar per headline metric and subject (2-way, PixCorr, SSIM, GLM recovery)."""
     wanted = [
         ("two_way_identification", "image", None, "2-way (pred. embedding)"),
-        ("two_way_identification", "image", "recon", "2-way (recon, embedding)"),
+        ("two_way_identification", "image", "recon", "2-way (recon, CLIP)"),
         ("pixcorr", None, None, "PixCorr"),
         ("ssim", None, None, "SSIM"),
         ("glm_recovery_r", None, None, "GLM recovery r"),
@@ -46,6 +46,8 @@ def overview_figure(metrics: pd.DataFrame) -> bytes:
     labels, values, subjects = [], [], []
     for metric, target, kind, label in wanted:
         rows = metrics[metrics["metric"] == metric]
+        if kind == "recon" and "feature" in rows:  # the networks without weights are empty
+            rows = rows[rows["feature"] == "clip"]
         if target is not None:
             rows = rows[rows["target"] == target]
         if "generator" in rows.columns:
