@@ -27,7 +27,7 @@ rule metrics_glm:
 rule metrics_noise_ceiling:
     """NSD's noise ceiling (ncsnr) of the betas, per ROI set and as a map on the fit ROI."""
     input:
-        lib("metrics/noise_ceiling.py", "metrics/table.py", "roi.py"),
+        lib("metrics/noise_ceiling.py", "metrics/table.py", "roi.py", "glm/outputs.py"),
         betas=lambda w: glm_betas(w.subject),
         trials=lambda w: expand(
             f"{OUT}/glm/sub-{w.subject}/ses-{{session}}/trials.parquet",
@@ -37,8 +37,9 @@ rule metrics_noise_ceiling:
         images_index=stim("images.index.parquet"),
     output:
         table=f"{OUT}/metrics/noise_ceiling/sub-{{subject}}.parquet",
-        map=report(
-            f"{OUT}/glm/sub-{{subject}}/noise_ceiling.nii.gz",
+        map=f"{OUT}/glm/sub-{{subject}}/noise_ceiling.nii.gz",
+        figure=report(
+            f"{OUT}/glm/sub-{{subject}}/noise_ceiling.png",
             category="GLM",
             subcategory="sub-{subject}",
             caption="../report/noise_ceiling.rst",

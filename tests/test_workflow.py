@@ -161,6 +161,8 @@ def test_noise_ceiling_estimated_from_betas_tracks_the_truth(tiny_run):
         assert np.corrcoef(from_amps[resp], true_nc[resp])[0, 1] > 0.85
         assert abs(np.median(from_amps[resp]) - np.median(true_nc[resp])) < 6
         nc_map = nib.load(tiny_run / OUT / f"glm/sub-{s}/noise_ceiling.nii.gz").get_fdata()
+        png = tiny_run / OUT / f"glm/sub-{s}/noise_ceiling.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the map drawn for the report
         values = nc_map[tuple(truth["voxel_ijk"].T)]
         inside = resp & (values > 0)  # responsive voxels of the map (the fit ROI)
         # seen: r 0.37-0.39, medians 36 vs 75 (betas carry the GLM's noise too)
@@ -422,3 +424,80 @@ def test_sd_unclip_generator_runs_in_the_workflow(tiny_run, tmp_path):
     assert recons.std() > 1  # random weights, but real images, not a constant
     bench = pd.read_csv(work / OUT / "benchmarks/generate/sub-01/ridge/sd_unclip.tsv", sep="\t")
     assert bench["s"].iloc[0] > 0
+
+
+def test_snakemake_report_builds_with_every_category(tiny_run, tmp_path):
+    """`snakemake --report` on the finished tiny run: one self-contained HTML holding the
+    tagged outputs (metric table, reconstruction grids, noise-ceiling maps)."""
+    out = tmp_path / "snakemake_report.html"
+    snakemake(tiny_run, "--report", str(out), configfiles=[TINY])
+    html = out.read_text()
+    for category in ("Metrics", "Reconstructions", "GLM"):
+        assert category in html, category
+    assert "noise_ceiling.png" in html and "grid.png" in html
+
+
+def _chromium() -> str:
+    """Debian's chromium: found, or installed with apt as root; else the test is skipped."""
+    import os
+    import shutil
+    import subprocess
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("chromium is not installed and cannot be (needs root and apt-get)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+
+    def apt(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["apt-get", *args], capture_output=True, text=True, env=env, timeout=600
+        )
+
+    proc = apt("install", "-y", "-q", "chromium")
+    if proc.returncode != 0:  # stale package lists on a fresh machine
+        apt("update", "-q")
+        proc = apt("install", "-y", "-q", "chromium")
+    found = shutil.which("chromium")
+    if not found:
+        pytest.skip(f"chromium could not be installed with apt-get: {proc.stderr[-300:]}")
+    return found
+
+
+RENDER_CHECK = """<script>
+window.addEventListener("load", function () {
+  var imgs = Array.from(document.images);
+  var shown = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; });
+  var rows = Array.from(document.querySelectorAll("table")).map(function (t) {
+    return t.rows.length;
+  });
+  var pre = document.createElement("pre");
+  pre.id = "render-check";
+  pre.textContent = JSON.stringify({images: imgs.length, shown: shown.length, rows: rows});
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def test_report_renders_in_headless_chromium(tiny_run, tmp_path):
+    """The run's report opened in a real browser: every image decodes (non-zero natural width)
+    and the tables have rows (headline, reconstructions, definitions, all rows)."""
+    import re
+    import subprocess
+
+    chromium = _chromium()
+    html = (tiny_run / OUT / "report/report.html").read_text()
+    page = tmp_path / "report.html"
+    page.write_text(html.replace("</body>", RENDER_CHECK + "</body>"))
+    proc = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+         "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    found = re.search(r'<pre id="render-check">([^<]*)</pre>', proc.stdout)
+    assert found, proc.stderr[-500:]
+    check = json.loads(found.group(1))
+    grids = html.count("<h3>")  # one reconstruction grid per heading
+    assert check["images"] >= grids + 2 and check["shown"] == check["images"], check
+    assert len(check["rows"]) >= 4 and min(check["rows"]) >= 2, check

@@ -5,7 +5,8 @@ import nibabel as nib
 import numpy as np
 from nilearn import masking
 
-from fmridecode.io import read_parquet, save_nifti
+from fmridecode.glm.outputs import save_mosaic
+from fmridecode.io import atomic_path, read_parquet, save_nifti
 from fmridecode.metrics.noise_ceiling import noise_ceiling, signal_noise_sd
 from fmridecode.metrics.table import write_metrics
 from fmridecode.roi import roi_mask, trial_matrix
@@ -39,5 +40,11 @@ for roi in p.rois:
         n_avg,
     )
     if roi == p.map_roi:
-        save_nifti(masking.unmask(nc.astype(np.float32), mask), smk.output.map)
+        img = masking.unmask(nc.astype(np.float32), mask)
+        save_nifti(img, smk.output.map)
+        inside = np.asarray(mask.dataobj) > 0
+        vol = np.where(inside, img.get_fdata(), np.nan)
+        title = f"noise ceiling (%), sub-{w.subject}, {roi}, n = {n_avg}"
+        with atomic_path(smk.output.figure) as tmp:
+            save_mosaic(vol, tmp, title, "viridis", 0, 100)
 write_metrics(rows, smk.output.table)

@@ -93,6 +93,19 @@ def _mosaic(vol: np.ndarray) -> np.ndarray:
     return tile
 
 
+def save_mosaic(
+    vol: np.ndarray, path: str | Path, title: str, cmap: str, vmin=None, vmax=None
+) -> None:
+    """A PNG of a 3D map's axial slices side by side, with a colour bar (NaN: not drawn)."""
+    fig, ax = plt.subplots(figsize=(8, 3))
+    im = ax.imshow(_mosaic(vol), cmap=cmap, vmin=vmin, vmax=vmax)
+    ax.set_axis_off()
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
 def figures(fit: SessionFit, out_dir: Path) -> list[str]:
     """Diagnostic PNGs; returns their file names."""
     res = fit.result
@@ -100,13 +113,7 @@ def figures(fit: SessionFit, out_dir: Path) -> list[str]:
     nan_out = np.where(fit.mask, 1.0, np.nan)
 
     def show(name: str, vol: np.ndarray, title: str, cmap: str, vmin=None, vmax=None) -> None:
-        fig, ax = plt.subplots(figsize=(8, 3))
-        im = ax.imshow(_mosaic(vol * nan_out), cmap=cmap, vmin=vmin, vmax=vmax)
-        ax.set_axis_off()
-        ax.set_title(title)
-        fig.colorbar(im, ax=ax, shrink=0.8)
-        fig.savefig(out_dir / name, dpi=100, bbox_inches="tight")
-        plt.close(fig)
+        save_mosaic(vol * nan_out, out_dir / name, title, cmap, vmin, vmax)
         written.append(name)
 
     for t, r2 in sorted(res.r2.items()):
