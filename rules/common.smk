@@ -208,8 +208,13 @@ def local_model(generator):
 
 
 def network_weights():
-    """Configured weight files of the metric networks (inputs: a new file reruns the metrics)."""
-    return [w for w in config["metrics"]["networks"].values() if w]
+    """Each metric network's weights resolved now (configured file, else torch hub's cached
+    checkpoint): {name: [path or None, why not]}; the files are the rule's inputs, so a
+    weight file that appears or changes reruns the metrics."""
+    from fmridecode.metrics.weights import find_weights
+
+    found = {n: find_weights(n, w) for n, w in config["metrics"]["networks"].items()}
+    return {n: [str(path) if path else None, why] for n, (path, why) in found.items()}
 
 
 def recon_tables():

@@ -117,11 +117,12 @@ rule metrics_recon:
             "metrics/identification.py",
             "metrics/recon.py",
             "metrics/networks.py",
+            "metrics/weights.py",
             "metrics/table.py",
             "embeddings/model.py",
             "embeddings/cache.py",
         ),
-        network_weights(),
+        [path for path, _ in network_weights().values() if path],
         checkpoint=clip_checkpoint(),
         recons=[recon_path(g, "recons.npy") for g in scored_generators()],
         recons_index=[
@@ -150,7 +151,7 @@ rule metrics_recon:
         n_way=config["metrics"]["n_way"],
         repeats=config["metrics"]["repeats"],
         seed=config["metrics"]["seed"],
-        networks=config["metrics"]["networks"],
+        networks=network_weights(),
     script:
         "../workflow_scripts/metrics_recon.py"
 

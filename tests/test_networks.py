@@ -12,17 +12,17 @@ import torch
 import torchvision
 
 from fmridecode.io import DataError
-from fmridecode.metrics.networks import NETWORKS, features, find_weights, load_network
+from fmridecode.metrics.networks import NETWORKS, features, load_network
 from fmridecode.metrics.recon import network_row
+from fmridecode.metrics.weights import CACHE_FILES, find_weights, hub_dir
 
 
 @pytest.fixture()
-def hub(tmp_path):
-    """An empty torch hub folder for the test, restored afterwards."""
-    old = torch.hub.get_dir()
-    torch.hub.set_dir(str(tmp_path / "hub"))
-    yield tmp_path / "hub"
-    torch.hub.set_dir(old)
+def hub(tmp_path, monkeypatch):
+    """An empty torch home for the test: its hub folder is where cached weights are looked for."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    assert hub_dir() == tmp_path / "torch" / "hub"
+    return hub_dir()
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +38,7 @@ def _save(model: torch.nn.Module, path, prefix: str = "", extra: dict | None = N
 
 
 def test_missing_weights_are_a_reason_not_a_number(hub):
+    assert set(CACHE_FILES) == set(NETWORKS)
     for name in NETWORKS:
         path, why = find_weights(name, None)
         assert path is None and why.startswith("unavailable: no ") and str(hub) in why
@@ -49,7 +50,7 @@ def test_missing_weights_are_a_reason_not_a_number(hub):
 def test_configured_path_must_exist_and_cache_is_found(hub, tmp_path):
     with pytest.raises(DataError, match=r"metrics.networks.alexnet: .*typo.pth is not a file"):
         find_weights("alexnet", tmp_path / "typo.pth")
-    cached = hub / "checkpoints" / NETWORKS["alexnet"].cache_file
+    cached = hub / "checkpoints" / CACHE_FILES["alexnet"]
     cached.parent.mkdir(parents=True)
     _save(torchvision.models.alexnet(weights=None), cached)
     assert find_weights("alexnet", None) == (cached, "")

@@ -72,3 +72,12 @@ def test_best_of_resumable_keeps_samples_apart(tmp_path) -> None:
     again = best_of_resumable(make, 4, 2, tmp_path, key, 2, embed, target)
     np.testing.assert_array_equal(again, best)
     assert len(made) == 4  # a rerun reuses every chunk of both samples
+
+
+def test_sample_seeds_and_partial_folder(tmp_path) -> None:
+    from fmridecode.generators.resume import clip_embedder, partial_dir, sample_seed
+
+    assert sample_seed(5, 0) == 5 and len({sample_seed(5, k) for k in range(10)}) == 10
+    assert partial_dir(tmp_path / "g" / "recons.npy") == tmp_path / "g" / ".partial"
+    # a single sample is never scored: no CLIP model is needed (not even a loadable one)
+    assert clip_embedder(1, "no-such-model", None)(np.zeros((3, 4, 4, 3))).shape == (3, 0)

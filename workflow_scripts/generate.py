@@ -7,13 +7,11 @@ of generate.tiny.sample_batch images are kept in ``.partial/`` beside each gener
 until they are written, so a killed run (rerun with --rerun-incomplete) resumes there.
 """
 
-from pathlib import Path
-
 from fmridecode.devices import resolve_device
 from fmridecode.embeddings.cache import embed_images
 from fmridecode.embeddings.model import load_model
 from fmridecode.generators.guidance import clip_guide, nearest_in_bank
-from fmridecode.generators.resume import best_of_resumable, clear
+from fmridecode.generators.resume import best_of_resumable, clear, partial_dir, sample_seed
 from fmridecode.generators.tiny_diffusion import load_generator, reconstruct, save_reconstructions
 from fmridecode.io import load_indexed
 from fmridecode.mappers.targets import align
@@ -59,7 +57,7 @@ for k, (name, s) in enumerate(settings.items()):
             pred[a:b],
             steps=p.steps,
             guidance=p.guidance,
-            seed=p.seed + 7919 * j,
+            seed=sample_seed(p.seed, j),
             out_size=p.out_size,
             batch_size=p.sample_batch,
             init_images=None if init is None else init[a:b],
@@ -69,7 +67,7 @@ for k, (name, s) in enumerate(settings.items()):
             first_row=a,
         )
 
-    cache = Path(out.recons[k]).parent / ".partial"
+    cache = partial_dir(out.recons[k])
     key = (pred, init if init is not None else 0, s, p.steps, p.guidance, p.seed, p.out_size)
     recons = best_of_resumable(
         make, len(pred), p.sample_batch, cache, (name, *key), p.best_of,

@@ -5,11 +5,13 @@ Finished chunks of images are kept in ``.partial/`` beside the outputs until the
 a killed run (rerun with --rerun-incomplete) resumes where it stopped.
 """
 
-from pathlib import Path
-
-from fmridecode.embeddings.cache import embed_images
-from fmridecode.embeddings.model import load_model
-from fmridecode.generators.resume import best_of_resumable, clear
+from fmridecode.generators.resume import (
+    best_of_resumable,
+    clear,
+    clip_embedder,
+    partial_dir,
+    sample_seed,
+)
 from fmridecode.generators.tiny_diffusion import save_reconstructions
 from fmridecode.generators.unclip import load_unclip, reconstruct_unclip
 from fmridecode.io import load_indexed
@@ -32,12 +34,8 @@ if s["text"] == "predicted":  # caption token states predicted from fMRI, in pla
     prompt_embeds = align(tokens, list(tokens_index["stim_id"]), ids, "caption token states")
 pipe = load_unclip(s["model"], dtype=s["dtype"])
 log.info("sd_unclip from %s on %s (%s)", s["model"], pipe.device, pipe.unet.dtype)
-clip_model = preprocess = None
-if p.best_of > 1:
-    clip_model, preprocess, _ = load_model(p.clip_model, p.clip_pretrained)
-
-
-cache = Path(smk.output.recons).parent / ".partial"
+embed = clip_embedder(p.best_of, p.clip_model, p.clip_pretrained)
+cache = partial_dir(smk.output.recons)
 
 
 def make(k: int, a: int, b: int):
@@ -47,7 +45,7 @@ def make(k: int, a: int, b: int):
         pred[a:b],
         steps=s["steps"],
         guidance=s["guidance"],
-        seed=p.seed + 7919 * k,
+        seed=sample_seed(p.seed, k),
         out_size=p.out_size,
         noise_level=s["noise_level"],
         prompt="" if prompt_embeds is not None else s["prompt"],
@@ -63,9 +61,8 @@ def make(k: int, a: int, b: int):
 key = (pred, 0 if init is None else init, 0 if prompt_embeds is None else prompt_embeds)
 key += (dict(s), p.seed, p.out_size)
 recons = best_of_resumable(
-    make, len(pred), s["batch_size"], cache, key, p.best_of,
-    lambda imgs: embed_images(clip_model, preprocess, imgs), pred, log,
-)  # fmt: skip
+    make, len(pred), s["batch_size"], cache, key, p.best_of, embed, pred, log
+)
 out = smk.output
 save_reconstructions(recons, pred_index, images, index, out.recons, out.pngs, out.grid)
 clear(cache)

@@ -4,11 +4,13 @@ Finished chunks of images are kept in ``.partial/`` beside the outputs until the
 a killed run (rerun with --rerun-incomplete) resumes where it stopped.
 """
 
-from pathlib import Path
-
-from fmridecode.embeddings.cache import embed_images
-from fmridecode.embeddings.model import load_model
-from fmridecode.generators.resume import best_of_resumable, clear
+from fmridecode.generators.resume import (
+    best_of_resumable,
+    clear,
+    clip_embedder,
+    partial_dir,
+    sample_seed,
+)
 from fmridecode.generators.tiny_diffusion import save_reconstructions
 from fmridecode.generators.versatile import load_versatile, reconstruct_versatile
 from fmridecode.io import load_indexed
@@ -27,9 +29,7 @@ init = align(first, list(first_index["stim_id"]), ids, "first guess")
 images, stim_index = load_indexed(smk.input.images)
 pipe = load_versatile(s["model"], dtype=s["dtype"])
 log.info("versatile_diffusion from %s on %s, %d test images", s["model"], pipe.device, len(ids))
-
-
-cache = Path(smk.output.recons).parent / ".partial"
+cache = partial_dir(smk.output.recons)
 
 
 def make(k: int, a: int, b: int):
@@ -43,7 +43,7 @@ def make(k: int, a: int, b: int):
         image_weight=s["image_weight"],
         steps=s["steps"],
         guidance=s["guidance"],
-        seed=p.seed + 7919 * k,
+        seed=sample_seed(p.seed, k),
         out_size=p.out_size,
         batch_size=s["batch_size"],
         first_row=a,
@@ -55,13 +55,10 @@ key = (image_tokens, text_tokens, init, dict(s), p.seed, p.out_size)
 # MindEye's best-of-N: keep the sample closest to the predicted CLIP embedding
 pred_clip, clip_index = load_indexed(smk.input.pred_clip)
 pred_clip = align(pred_clip, list(clip_index["stim_id"]), ids, "predicted CLIP embeddings")
-clip_model = preprocess = None
-if p.best_of > 1:
-    clip_model, preprocess, _ = load_model(p.clip_model, p.clip_pretrained)
+embed = clip_embedder(p.best_of, p.clip_model, p.clip_pretrained)
 recons = best_of_resumable(
-    make, len(ids), s["batch_size"], cache, key, p.best_of,
-    lambda imgs: embed_images(clip_model, preprocess, imgs), pred_clip, log,
-)  # fmt: skip
+    make, len(ids), s["batch_size"], cache, key, p.best_of, embed, pred_clip, log
+)
 out = smk.output
 save_reconstructions(recons, index, images, stim_index, out.recons, out.pngs, out.grid)
 clear(cache)

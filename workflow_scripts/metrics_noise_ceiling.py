@@ -7,7 +7,7 @@ from nilearn import masking
 
 from fmridecode.glm.outputs import save_mosaic
 from fmridecode.io import atomic_path, read_parquet, save_nifti
-from fmridecode.metrics.noise_ceiling import noise_ceiling, signal_noise_sd
+from fmridecode.metrics.noise_ceiling import noise_ceiling, repeats_averaged, signal_noise_sd
 from fmridecode.metrics.table import write_metrics
 from fmridecode.roi import roi_mask, trial_matrix
 from fmridecode.workflow import setup
@@ -17,14 +17,13 @@ log = setup(smk)
 p, w = smk.params, smk.wildcards
 betas = [nib.load(b) for b in smk.input.betas]
 trials = [read_parquet(t) for t in smk.input.trials]
-split = read_parquet(smk.input.images_index).set_index("stim_id")["split"]
+images = read_parquet(smk.input.images_index)
+test_ids = set(images.loc[images["split"] == "test", "stim_id"])
 rows = []
 for roi in p.rois:
     mask = roi_mask(p.bids_dir, w.subject, roi)
     X, table = trial_matrix(betas, trials, mask)
-    counts = table["stim_id"].value_counts()
-    test = counts[counts.index.map(split) == "test"]
-    n_avg = int(test.median()) if len(test) else int(counts.max())  # repeats averaged at test
+    n_avg = repeats_averaged(table["stim_id"], test_ids)
     signal_sd, noise_sd = signal_noise_sd(X, table["stim_id"])
     nc = noise_ceiling(signal_sd, noise_sd, n_avg)
     rows.append(

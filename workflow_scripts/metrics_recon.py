@@ -9,7 +9,7 @@ from fmridecode.embeddings.cache import embed_images
 from fmridecode.embeddings.model import load_model
 from fmridecode.io import load_indexed
 from fmridecode.mappers.targets import align
-from fmridecode.metrics.networks import NETWORKS, features, find_weights, load_network
+from fmridecode.metrics.networks import NETWORKS, features, load_network
 from fmridecode.metrics.recon import network_row, recon_rows
 from fmridecode.metrics.table import write_metrics
 from fmridecode.workflow import setup
@@ -22,7 +22,7 @@ emb, emb_index = load_indexed(smk.input.image)
 model, preprocess, _ = load_model(p.model, p.pretrained)
 networks = {}  # name -> (feature extractor or None, why not)
 for name in NETWORKS:
-    weights, why = find_weights(name, p.networks.get(name))
+    weights, why = p.networks[name]  # resolved at parse time (metrics.weights.find_weights)
     networks[name] = (load_network(name, weights) if weights else None, why)
     log.info("%s: %s", name, weights or why)
 rows = []

@@ -77,6 +77,34 @@ def clear(cache: str | Path) -> None:
     shutil.rmtree(cache, ignore_errors=True)
 
 
+#: step between the seeds of the samples of best-of-N (a prime keeps their streams apart)
+SAMPLE_SEED_STEP = 7919
+
+
+def sample_seed(seed: int, k: int) -> int:
+    """Seed of the k-th sample (k = 0: the single-sample run's seed)."""
+    return seed + SAMPLE_SEED_STEP * k
+
+
+def partial_dir(recons_path: str | Path) -> Path:
+    """Where a generator's finished chunks wait: ``.partial/`` beside its outputs."""
+    return Path(recons_path).parent / ".partial"
+
+
+def clip_embedder(
+    best_of: int, model: str, pretrained: str | None, device: str = "cpu"
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The image embedder best-of-N scores samples with: the configured CLIP model, loaded
+    only when ``best_of`` > 1 (a single sample is never scored)."""
+    if best_of <= 1:
+        return lambda images: np.empty((len(images), 0))  # never called by best_of_n
+    from fmridecode.embeddings.cache import embed_images
+    from fmridecode.embeddings.model import load_model
+
+    clip, preprocess, _ = load_model(model, pretrained, device)
+    return lambda images: embed_images(clip, preprocess, images)
+
+
 def best_of_resumable(
     make: Callable[[int, int, int], np.ndarray],
     n: int,

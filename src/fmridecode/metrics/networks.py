@@ -8,10 +8,9 @@ torchvision's default ImageNet weights (EfficientNet-B1: IMAGENET1K_V2) and the 
 ResNet-50; images resized (bilinear, square stimuli, no crop) to 256 for AlexNet, 342 for
 Inception, 255 for EfficientNet, 224 for SwAV; ImageNet mean and std.
 
-Weights are never downloaded and never random: ``find_weights`` takes the configured file, or
-torchvision's own cached checkpoint (``torch.hub.get_dir()/checkpoints/<file>``, what
-``weights=...`` would have downloaded), else returns the reason they are missing, which the
-metric table records as an unavailable row.
+Weights are never downloaded and never random: ``metrics.weights.find_weights`` resolves them
+(when the workflow is parsed, so they are rule inputs) and a network without them gives
+unavailable rows.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,7 +38,6 @@ class Network:
     build: Callable[[], torch.nn.Module]
     nodes: Mapping[str, str]  # feature name -> graph node
     resize: int  # square side the images are resized to (bilinear)
-    cache_file: str  # torchvision's (or the SwAV release's) checkpoint file name
     strip_prefix: str = ""  # removed from state-dict keys (SwAV's DataParallel "module.")
     ignore: tuple[str, ...] = ()  # state-dict key prefixes the metric does not use
 
@@ -54,7 +51,6 @@ NETWORKS: dict[str, Network] = {
         lambda: torchvision.models.alexnet(weights=None),
         {"alexnet2": "features.4", "alexnet5": "features.11"},
         256,
-        "alexnet-owt-7be5be79.pth",
     ),
     "inception": Network(
         # what torchvision builds for its ImageNet weights (transform_input on, aux head kept)
@@ -63,42 +59,20 @@ NETWORKS: dict[str, Network] = {
         ),
         {"inception": "avgpool"},
         342,
-        "inception_v3_google-0cc3c7bd.pth",
     ),
     "effnet": Network(
         lambda: torchvision.models.efficientnet_b1(weights=None),
         {"effnet": "avgpool"},
         255,
-        "efficientnet_b1-c27df63c.pth",
     ),
     "swav": Network(
         _swav,
         {"swav": "avgpool"},
         224,
-        "swav_800ep_pretrain.pth.tar",
         strip_prefix="module.",
         ignore=("projection_head.", "prototypes.", "fc."),
     ),
 }
-
-
-def find_weights(name: str, configured: str | os.PathLike | None) -> tuple[Path | None, str]:
-    """(weights file, '') or (None, why not). A configured path that does not exist is an
-    error (a typo must not turn into a silently unavailable metric)."""
-    if name not in NETWORKS:
-        raise DataError(f"unknown metric network {name!r}; known: {sorted(NETWORKS)}")
-    if configured:
-        path = Path(configured)
-        if not path.is_file():
-            raise DataError(f"metrics.networks.{name}: {path} is not a file")
-        return path, ""
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / NETWORKS[name].cache_file
-    if cached.is_file():
-        return cached, ""
-    return None, (
-        f"unavailable: no {name} weights (metrics.networks.{name} is null and {cached} does "
-        "not exist; nothing is downloaded)"
-    )
 
 
 def load_network(name: str, weights: str | os.PathLike) -> torch.nn.Module:

@@ -44,3 +44,13 @@ def noise_ceiling(signal_sd: np.ndarray, noise_sd: np.ndarray, n_avg: int = 3) -
     s2, n2 = signal_sd**2, noise_sd**2
     denom = s2 + n2 / n_avg
     return np.where(denom > 0, 100 * s2 / np.where(denom > 0, denom, 1), 0.0)
+
+
+def repeats_averaged(stim_ids: Sequence[str], test_ids: set[str]) -> int:
+    """n of the noise ceiling: how many trials the test responses average (the median repeat
+    count of the test stimuli; of all stimuli when none is a test one)."""
+    counts = pd.Series(np.asarray(stim_ids, dtype=str)).value_counts()
+    if counts.empty:
+        raise DataError("noise ceiling: no trials")
+    test = counts[counts.index.isin(list(test_ids))]
+    return int((test if len(test) else counts).median())
