@@ -26,6 +26,7 @@ include: "rules/roi.smk"
 include: "rules/embed.smk"
 include: "rules/fit.smk"
 include: "rules/generate.smk"
+include: "rules/analyses.smk"
 include: "rules/metrics.smk"
 include: "rules/report.smk"
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from fmridecode.config import canonicalise, validate_config
 from fmridecode.datasets.synthetic import design_summary
+from fmridecode.mappers import TRAINABLE
 
 validate_config(config, Path(workflow.basedir) / "config.schema.yaml")
 canonicalise(config)  # key order in a config file must not look like a params change
@@ -15,6 +16,8 @@ DESIGN = design_summary(config["simulate"]["size"])
 SUBJECTS = DESIGN["subjects"]
 SESSIONS = DESIGN["sessions"]
 LIB = Path(workflow.basedir) / "src" / "fmridecode"
+#: the mappers trained by rule fit (ridge, fusion and truth have rules of their own)
+TRAINABLE_MAPPERS = list(TRAINABLE)
 #: GLM types with single-trial betas written by rule glm (A has only maps)
 GLM_BETA_TYPES = [t for t in config["glm"]["types"] if t != "A"]
 
@@ -174,7 +177,7 @@ def recon_outputs(pattern):
     """
     gens = scored_generators()
     out = expand(
-        pattern, subject=SUBJECTS, mapper=config["fit"]["mappers"], generator=gens
+        pattern, subject=SUBJECTS, mapper=config["generate"]["mappers"], generator=gens
     )
     if config["generate"]["truth"]:
         out += expand(pattern, subject=SUBJECTS[:1], mapper=["truth"], generator=gens)
@@ -192,7 +195,7 @@ def noise_tables():
     return expand(
         f"{OUT}/metrics/noise_sensitivity/sub-{{subject}}/{{mapper}}.parquet",
         subject=SUBJECTS,
-        mapper=config["fit"]["mappers"],
+        mapper=config["generate"]["mappers"],
     )
 
 
@@ -222,8 +225,54 @@ def recon_tables():
     out = expand(
         f"{OUT}/metrics/recon/sub-{{subject}}/{{mapper}}.parquet",
         subject=SUBJECTS,
-        mapper=config["fit"]["mappers"],
+        mapper=config["generate"]["mappers"],
     )
     if config["generate"]["truth"]:
         out.append(f"{OUT}/metrics/recon/sub-{SUBJECTS[0]}/truth.parquet")
     return out
+
+
+def fusion_inputs(w):
+    """Each fused mapper's test and validation predictions: ``<mapper>__<kind>_<target>``
+    (.npy) and the same with ``_index`` (its index table)."""
+    out = {}
+    for m in config["fit"]["fusion"]["mappers"]:
+        for kind in ("pred", "val"):
+            for target in ("image", "text"):
+                path = f"{OUT}/fit/sub-{w.subject}/{m}/{kind}_{target}"
+                out[f"{m}__{kind}_{target}"] = f"{path}.npy"
+                out[f"{m}__{kind}_{target}_index"] = f"{path}.index.parquet"
+    return out
+
+
+def decoding_settings():
+    """The metrics config that every decoding score depends on (metrics.decoding)."""
+    m = config["metrics"]
+    keys = (
+        "ks",
+        "pool",
+        "pool_repeats",
+        "n_way",
+        "repeats",
+        "seed",
+        "zero_shot_classes",
+    )
+    return {k: m[k] for k in keys}
+
+
+def analysis_tables():
+    """The analyses' metric tables (encoding direction, microstimulation) when enabled."""
+    on = [n for n in ("encoding", "microstim") if config["metrics"][n]["enabled"]]
+    return [f"{OUT}/metrics/{n}/sub-{s}.parquet" for n in on for s in SUBJECTS]
+
+
+def analysis_figures():
+    """The analyses' figures for the HTML report (the enabled analyses, every subject)."""
+    names = {
+        "encoding": ["encoding/r_vs_noise_ceiling.png"],
+        "microstim": ["microstim/shifts.png", "microstim/grid.png"],
+    }
+    on = [n for n in names if config["metrics"][n]["enabled"]]
+    return [
+        f"{OUT}/analyses/sub-{s}/{f}" for n in on for s in SUBJECTS for f in names[n]
+    ]

@@ -4,7 +4,7 @@
 rule fit_ridge:
     """Ridge from voxels to image and caption embeddings and a low-res image; CV'd alphas."""
     input:
-        lib("mappers/ridge.py", "mappers/targets.py"),
+        lib("mappers/ridge.py", "mappers/targets.py", "mappers/training.py"),
         voxels=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.npy",
         voxels_index=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.index.parquet",
         image=f"{OUT}/embed/image.npy",
@@ -24,6 +24,10 @@ rule fit_ridge:
         pred_lowres_index=f"{OUT}/fit/sub-{{subject}}/ridge/pred_lowres.index.parquet",
         model_lowres=f"{OUT}/fit/sub-{{subject}}/ridge/model_lowres.npz",
         cv=f"{OUT}/fit/sub-{{subject}}/ridge/cv.parquet",
+        val_image=f"{OUT}/fit/sub-{{subject}}/ridge/val_image.npy",
+        val_image_index=f"{OUT}/fit/sub-{{subject}}/ridge/val_image.index.parquet",
+        val_text=f"{OUT}/fit/sub-{{subject}}/ridge/val_text.npy",
+        val_text_index=f"{OUT}/fit/sub-{{subject}}/ridge/val_text.index.parquet",
     log:
         f"{OUT}/logs/fit/sub-{{subject}}_ridge.log",
     conda:
@@ -38,9 +42,159 @@ rule fit_ridge:
         alpha_per_target=config["fit"]["ridge"]["alpha_per_target"],
         standardize=config["fit"]["ridge"]["standardize"],
         lowres_size=config["fit"]["lowres_size"],
+        validation=config["fit"]["validation"],
         seed=config["fit"]["seed"],
     script:
         "../workflow_scripts/fit_ridge.py"
+
+
+rule fit:
+    """A trainable mapper of the seed papers (BrainCLIP linear / VAE, Mind Reader CNN,
+    Brain2Word autoencoder, the two-stage method's GRU): trained with early stopping on a
+    validation split of the training images, resumable; test and validation predictions.
+    """
+    input:
+        lib(
+            "mappers/training.py",
+            "mappers/zoo.py",
+            "mappers/nets.py",
+            "mappers/losses.py",
+            "mappers/targets.py",
+            "devices.py",
+            "optim.py",
+            "report/figures.py",
+        ),
+        voxels=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.npy",
+        voxels_index=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.index.parquet",
+        image=f"{OUT}/embed/image.npy",
+        image_index=f"{OUT}/embed/image.index.parquet",
+        caption=f"{OUT}/embed/caption.npy",
+        caption_index=f"{OUT}/embed/caption.index.parquet",
+    output:
+        pred_image=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.npy",
+        pred_image_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.index.parquet",
+        pred_text=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_text.npy",
+        pred_text_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_text.index.parquet",
+        val_image=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/val_image.npy",
+        val_image_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/val_image.index.parquet",
+        val_text=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/val_text.npy",
+        val_text_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/val_text.index.parquet",
+        model=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/model.pt",
+        curve=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/curve.parquet",
+        figure=report(
+            f"{OUT}/fit/sub-{{subject}}/{{mapper}}/curve.png",
+            category="Mappers",
+            subcategory="Training curves",
+            labels={"subject": "{subject}", "mapper": "{mapper}"},
+        ),
+    log:
+        f"{OUT}/logs/fit/sub-{{subject}}_{{mapper}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/fit/sub-{{subject}}_{{mapper}}.tsv"
+    wildcard_constraints:
+        mapper="|".join(TRAINABLE_MAPPERS),
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        hp=lambda w: config["fit"][w.mapper],
+        training=config["fit"]["training"],
+        validation=config["fit"]["validation"],
+        seed=config["fit"]["seed"],
+        targets="clip",
+    script:
+        "../workflow_scripts/fit_net.py"
+
+
+rule fit_lowres:
+    """The two-stage method's first stage by its own mapper: the GRU maps voxels to the
+    low-res image (the low-level target ridge also predicts), MSE; run when a generator of
+    generate.mappers needs the first guess."""
+    input:
+        lib(
+            "mappers/training.py",
+            "mappers/zoo.py",
+            "mappers/nets.py",
+            "mappers/losses.py",
+            "mappers/targets.py",
+            "devices.py",
+            "optim.py",
+            "report/figures.py",
+        ),
+        voxels=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.npy",
+        voxels_index=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.index.parquet",
+        image=f"{OUT}/embed/image.npy",
+        image_index=f"{OUT}/embed/image.index.parquet",
+        caption=f"{OUT}/embed/caption.npy",
+        caption_index=f"{OUT}/embed/caption.index.parquet",
+        images=stim("images.npy"),
+        images_index=stim("images.index.parquet"),
+    output:
+        pred_lowres=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_lowres.npy",
+        pred_lowres_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_lowres.index.parquet",
+        model=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/model_lowres.pt",
+        curve=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/curve_lowres.parquet",
+        figure=report(
+            f"{OUT}/fit/sub-{{subject}}/{{mapper}}/curve_lowres.png",
+            category="Mappers",
+            subcategory="Training curves",
+            labels={"subject": "{subject}", "mapper": "{mapper} (low-res)"},
+        ),
+    log:
+        f"{OUT}/logs/fit/sub-{{subject}}_{{mapper}}_lowres.log",
+    benchmark:
+        f"{OUT}/benchmarks/fit/sub-{{subject}}_{{mapper}}_lowres.tsv"
+    wildcard_constraints:
+        mapper="gru",
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        hp=lambda w: config["fit"][w.mapper],
+        training=config["fit"]["training"],
+        validation=config["fit"]["validation"],
+        seed=config["fit"]["seed"],
+        lowres_size=config["fit"]["lowres_size"],
+        targets="lowres",
+    script:
+        "../workflow_scripts/fit_net.py"
+
+
+rule fit_fusion:
+    """Mind Reader's fusion: the weighted sum of several mappers' similarity matrices, weights
+    chosen on the validation images (a weighted sum of their unit-norm predictions)."""
+    input:
+        lib("mappers/fusion.py", "mappers/targets.py", "metrics/retrieval.py"),
+        unpack(fusion_inputs),
+        image=f"{OUT}/embed/image.npy",
+        image_index=f"{OUT}/embed/image.index.parquet",
+        caption=f"{OUT}/embed/caption.npy",
+        caption_index=f"{OUT}/embed/caption.index.parquet",
+    output:
+        pred_image=f"{OUT}/fit/sub-{{subject}}/fusion/pred_image.npy",
+        pred_image_index=f"{OUT}/fit/sub-{{subject}}/fusion/pred_image.index.parquet",
+        pred_text=f"{OUT}/fit/sub-{{subject}}/fusion/pred_text.npy",
+        pred_text_index=f"{OUT}/fit/sub-{{subject}}/fusion/pred_text.index.parquet",
+        weights=f"{OUT}/fit/sub-{{subject}}/fusion/weights.parquet",
+    log:
+        f"{OUT}/logs/fit/sub-{{subject}}_fusion.log",
+    conda:
+        "../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        mappers=config["fit"]["fusion"]["mappers"],
+        grid_step=config["fit"]["fusion"]["grid_step"],
+    script:
+        "../workflow_scripts/fit_fusion.py"
 
 
 rule true_targets:

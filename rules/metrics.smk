@@ -63,15 +63,19 @@ rule metrics_noise_ceiling:
 
 
 rule metrics_decoding:
-    """Retrieval Recall@k (image and text, both directions, whole pool and random pools),
-    2-way / random 2-way / n-way identification and zero-shot classification."""
+    """Retrieval Recall@k and mean recall (image and text, both directions, whole pool and
+    random pools), R2 and cosine to the true embeddings, 2-way / random 2-way / n-way
+    identification and zero-shot classification."""
     input:
         lib(
+            "metrics/decoding.py",
             "metrics/retrieval.py",
             "metrics/identification.py",
+            "metrics/prediction.py",
             "metrics/recon.py",
             "metrics/table.py",
             "metrics/zero_shot.py",
+            "mappers/targets.py",
         ),
         classes=f"{OUT}/embed/classes.npy",
         classes_index=f"{OUT}/embed/classes.index.parquet",
@@ -96,15 +100,61 @@ rule metrics_decoding:
         runtime=10,
     params:
         dataset=config["dataset"],
-        ks=config["metrics"]["ks"],
-        pool=config["metrics"]["pool"],
-        pool_repeats=config["metrics"]["pool_repeats"],
-        zero_shot_classes=config["metrics"]["zero_shot_classes"],
-        n_way=config["metrics"]["n_way"],
-        repeats=config["metrics"]["repeats"],
-        seed=config["metrics"]["seed"],
+        settings=decoding_settings(),
     script:
         "../workflow_scripts/metrics_decoding.py"
+
+
+rule metrics_supervision:
+    """BrainCLIP's supervision ablation: the same mapper trained with image (V), caption (T)
+    and both (VT) InfoNCE terms, every decoding metric of each (column supervision)."""
+    input:
+        lib(
+            "metrics/decoding.py",
+            "metrics/retrieval.py",
+            "metrics/identification.py",
+            "metrics/prediction.py",
+            "metrics/recon.py",
+            "metrics/table.py",
+            "metrics/zero_shot.py",
+            "mappers/targets.py",
+            "mappers/training.py",
+            "mappers/zoo.py",
+            "mappers/nets.py",
+            "mappers/losses.py",
+            "devices.py",
+            "optim.py",
+        ),
+        voxels=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.npy",
+        voxels_index=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.index.parquet",
+        classes=f"{OUT}/embed/classes.npy",
+        classes_index=f"{OUT}/embed/classes.index.parquet",
+        labels=stim("labels.parquet"),
+        image=f"{OUT}/embed/image.npy",
+        image_index=f"{OUT}/embed/image.index.parquet",
+        caption=f"{OUT}/embed/caption.npy",
+        caption_index=f"{OUT}/embed/caption.index.parquet",
+    output:
+        f"{OUT}/metrics/supervision/sub-{{subject}}/{{mapper}}.parquet",
+    log:
+        f"{OUT}/logs/metrics/supervision/sub-{{subject}}/{{mapper}}.log",
+    wildcard_constraints:
+        mapper="brainclip_linear|brainclip_vae",
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        dataset=config["dataset"],
+        settings=decoding_settings(),
+        hp=lambda w: config["fit"][w.mapper],
+        training=config["fit"]["training"],
+        validation=config["fit"]["validation"],
+        seed=config["fit"]["seed"],
+    script:
+        "../workflow_scripts/metrics_supervision.py"
 
 
 rule metrics_recon:
@@ -209,6 +259,12 @@ rule metrics_all:
             mapper=config["fit"]["mappers"],
         )
         + expand(f"{OUT}/metrics/categories/sub-{{subject}}.parquet", subject=SUBJECTS)
+        + expand(
+            f"{OUT}/metrics/supervision/sub-{{subject}}/{{mapper}}.parquet",
+            subject=SUBJECTS,
+            mapper=config["metrics"]["supervision_ablation"],
+        )
+        + analysis_tables()
         + recon_tables(),
     output:
         report(f"{OUT}/metrics.parquet", category="Metrics"),

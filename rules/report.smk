@@ -10,6 +10,12 @@ rule report:
             f"{OUT}/generate/sub-{{subject}}/{{mapper}}/{{generator}}/grid.png"
         ),
         noise=noise_table(),
+        analyses=analysis_figures(),
+        curves=expand(
+            f"{OUT}/fit/sub-{{subject}}/{{mapper}}/curve.png",
+            subject=SUBJECTS,
+            mapper=[m for m in config["fit"]["mappers"] if m in TRAINABLE_MAPPERS],
+        ),
         stats=([f"{OUT}/models/clip/train_stats.json"] if clip_checkpoint() else [])
         + [f"{OUT}/models/generator-tiny_stats.json", f"{OUT}/embed/quality.json"],
     output:
@@ -25,5 +31,6 @@ rule report:
         runtime=5,
     params:
         dataset=config["dataset"],
+        headline_mapper=config["generate"]["mappers"][0],
     script:
         "../workflow_scripts/report.py"

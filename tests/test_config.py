@@ -43,6 +43,18 @@ def test_every_schema_key_is_documented_in_readme():
         (lambda c: c["embed"].pop("seed"), "embed.seed: 'seed' is a required property"),
         (lambda c: c.update(extra=1), "<top level>: Additional properties are not allowed"),
         (lambda c: c["simulate"].update(size="huge"), "simulate.size: 'huge' is not one of"),
+        (
+            lambda c: c["fit"].update(mappers=["ridge", "fusion"]),
+            "fit.fusion.mappers: ['brainclip_linear', 'mindreader_cnn', 'brain2word_ae'] not in",
+        ),
+        (
+            lambda c: c["generate"].update(mappers=["gru", "fusion"]),
+            "generate.mappers: the low-level first guess",
+        ),
+        (
+            lambda c: c["fit"]["brainclip_linear"].update(supervision="VTX"),
+            "fit.brainclip_linear.supervision: 'VTX' is not one of",
+        ),
     ],
 )
 def test_errors_name_the_key_path(edit, message):
@@ -51,6 +63,14 @@ def test_errors_name_the_key_path(edit, message):
     with pytest.raises(ConfigError) as e:
         validate_config(cfg, SCHEMA)
     assert message in str(e.value)
+
+
+def test_generators_may_use_any_mapper_their_inputs_allow():
+    cfg = default()
+    cfg["generate"]["mappers"] = ["ridge", "gru"]  # both predict the low-level first guess
+    validate_config(cfg, SCHEMA)
+    cfg["generate"].update(generators=["tiny", "tiny_guided"], mappers=["brainclip_vae"])
+    validate_config(cfg, SCHEMA)  # from the CLIP embedding alone
 
 
 def test_canonicalise_sorts_nested_keys_but_not_lists():

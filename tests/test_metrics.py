@@ -10,6 +10,7 @@ from fmridecode.io import DataError
 from fmridecode.metrics.glm_recovery import glm_recovery
 from fmridecode.metrics.identification import two_way_identification
 from fmridecode.metrics.image import pixcorr, pixcorr_each, resize, ssim, ssim_each
+from fmridecode.metrics.prediction import cosine_scores, prediction_rows, r2_score
 from fmridecode.metrics.retrieval import ranks, recall_at_k, retrieval_rows
 from fmridecode.metrics.table import METRICS, validate
 
@@ -56,19 +57,57 @@ def test_retrieval_rows_both_directions():
     cands = np.array([[1.0, 0.0], [0.5, 1.0], [-1.0, 0.0]])
     rows = retrieval_rows(pred, cands, np.array([0, 1]), target="image", ks=(1, 2))
     df = validate(pd.DataFrame(rows).assign(dataset="d", subject="01", mapper="ridge"))
-    got = {(r.direction, r.k): (r.value, r.chance, r.n) for r in df.itertuples()}
+    recall = df[df["metric"] == "recall_at_k"]
+    got = {(r.direction, r.k): (r.value, r.chance, r.n) for r in recall.itertuples()}
     assert got == {
         ("forward", 1): (0.5, 1 / 3, 2),
         ("forward", 2): (1.0, 2 / 3, 2),
         ("backward", 1): (0.0, 0.5, 2),
         ("backward", 2): (1.0, 1.0, 2),
     }
-    assert set(df["metric"]) == {"recall_at_k"} and set(df["pool"]) == {"all"}
+    assert set(df["metric"]) == {"recall_at_k", "mean_recall"} and set(df["pool"]) == {"all"}
+    # mean recall: the mean over k of each direction's recall and chance
+    mean = df[df["metric"] == "mean_recall"].set_index("direction")
+    assert mean.loc["forward", "value"] == pytest.approx(0.75)
+    assert mean.loc["forward", "chance"] == pytest.approx(0.5)
+    assert mean.loc["backward", "value"] == pytest.approx(0.5)
     # default true_index: candidate i belongs to prediction i
-    assert retrieval_rows(pred, cands[:2], target="text", ks=(1,)) == [
-        {**r, "target": "text", "chance": 0.5} for r in rows if r["k"] == 1
+    one_k = retrieval_rows(pred, cands[:2], target="text", ks=(1,))
+    assert [r for r in one_k if r["metric"] == "recall_at_k"] == [
+        {**r, "target": "text", "chance": 0.5}
+        for r in rows
+        if r["metric"] == "recall_at_k" and r["k"] == 1
     ]
-    assert "recall_at_k" in METRICS
+    assert {"recall_at_k", "mean_recall"} <= set(METRICS)
+
+
+def test_mean_recall_is_unavailable_when_its_pooled_recalls_are():
+    rng = np.random.default_rng(0)
+    pred = rng.normal(size=(10, 4))
+    rows = retrieval_rows(pred, pred, target="image", ks=(1, 5), pool=300)
+    pooled = [r for r in rows if r["metric"] == "mean_recall" and r["pool"] == "300"]
+    assert len(pooled) == 2 and all(np.isnan(r["value"]) and "status" in r for r in pooled)
+    whole = [r for r in rows if r["metric"] == "mean_recall" and r["pool"] == "all"]
+    assert [r["value"] for r in whole] == [1.0, 1.0]  # perfect predictions
+
+
+def test_prediction_r2_and_cosine_hand_cases():
+    truth = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    assert r2_score(truth, truth) == pytest.approx(1.0)
+    # predicting each dimension's test mean scores 0
+    assert r2_score(np.tile(truth.mean(axis=0), (3, 1)), truth) == pytest.approx(0.0)
+    # hand case, dimension 0: truth (1, 0, 1), mean 2/3, ss_tot 2/3; pred (1, 1, 1): ss_res 1
+    pred = np.array([[1.0, 0.0], [1.0, 1.0], [1.0, 1.0]])
+    assert r2_score(pred, truth) == pytest.approx(np.mean([1 - 1 / (2 / 3), 1.0]))
+    own, others = cosine_scores(truth, truth)
+    # cosines between distinct rows: (e0, e1) 0, (e0, e0+e1) and (e1, e0+e1) 1/sqrt 2
+    assert own == pytest.approx(1.0)
+    assert others == pytest.approx((0 + 2 * 2**-0.5) * 2 / 6)
+    rows = prediction_rows(truth, truth, "image")
+    assert {r["metric"] for r in rows} == {"prediction_r2", "prediction_cosine"}
+    assert {"prediction_r2", "prediction_cosine"} <= set(METRICS)
+    with pytest.raises(DataError):
+        r2_score(truth[:, :1], truth)
 
 
 def test_pooled_recall_matches_a_loop_over_the_draws():
@@ -100,10 +139,10 @@ def test_pooled_rows_and_small_test_sets():
     rng = np.random.default_rng(8)
     cand = rng.normal(size=(30, 5))
     rows = retrieval_rows(cand, cand, target="image", ks=(1,), pool=20, pool_repeats=3)
-    pooled = [r for r in rows if r["pool"] == "20"]
+    pooled = [r for r in rows if r["pool"] == "20" and r["metric"] == "recall_at_k"]
     assert len(pooled) == 2 and all(r["value"] == 1.0 and r["chance"] == 1 / 20 for r in pooled)
     small = retrieval_rows(cand, cand, target="image", ks=(1, 5), pool=300)
-    missing = [r for r in small if r["pool"] == "300"]
+    missing = [r for r in small if r["pool"] == "300" and r["metric"] == "recall_at_k"]
     assert len(missing) == 4 and all(np.isnan(r["value"]) for r in missing)
     assert missing[0]["status"] == "unavailable: 30 test items < pool 300"
 
@@ -397,3 +436,24 @@ def test_repeats_averaged_counts_the_test_stimuli():
     ids = ["a"] * 3 + ["b"] * 3 + ["c"] * 2 + ["t"]  # a, b, c test; t train (once)
     assert repeats_averaged(ids, {"a", "b", "c"}) == 3
     assert repeats_averaged(["x", "x", "y", "y", "z"], set()) == 2  # no test stimulus: all
+
+
+def test_decoding_rows_score_perfect_predictions_perfectly():
+    from fmridecode.metrics.decoding import DecodingSettings, Truth, decoding_rows
+
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(12, 6))
+    ids = [f"s{i}" for i in range(12)]
+    classes = pd.DataFrame({"category": ["a", "b"], "zero_shot": [True, False]})
+    truth = Truth({"image": (emb, ids), "text": (emb[::-1], ids[::-1])}, rng.normal(size=(2, 6)),
+                  classes, {s: {"a"} for s in ids[:3]})  # fmt: skip
+    index = pd.DataFrame({"stim_id": ids[4:]})  # test rows in another order than the cache
+    preds = {"image": (emb[4:], index), "text": (emb[4:], index)}
+    settings = DecodingSettings((1, 5), None, 30, (2,), 10, 0, "all")
+    df = pd.DataFrame(decoding_rows(preds, truth, settings))
+    recall = df[df["metric"] == "recall_at_k"]
+    assert set(recall["target"]) == {"image", "text"} and (recall["value"] == 1.0).all()
+    cos = df[df["metric"] == "prediction_cosine"]
+    assert np.allclose(cos["value"], 1.0)
+    # no test image shows the held-out category: zero-shot rows say so instead of a number
+    assert df.loc[df["metric"] == "zero_shot_top1", "value"].isna().all()

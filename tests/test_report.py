@@ -143,3 +143,40 @@ def test_noise_sensitivity_table_and_section(tmp_path):
     assert "Noise sensitivity" in md and "0.350" in md
     html = (tmp_path / "r.html").read_text()
     assert html.count("data:image/png;base64") == 3  # two metric figures + the noise figure
+
+
+def _decoding(subject: str, mapper: str, r1: float, **extra) -> list[dict]:
+    base = {"dataset": "d", "subject": subject, "mapper": mapper, "status": "ok", **extra}
+    return [
+        {**base, "metric": "recall_at_k", "target": "image", "k": 1, "direction": "forward",
+         "pool": "all", "value": r1, "chance": 0.01},
+        {**base, "metric": "recall_at_k", "target": "text", "k": 1, "direction": "forward",
+         "pool": "all", "value": r1 / 2, "chance": 0.01},
+        {**base, "metric": "two_way_identification", "target": "image", "feature": "embedding",
+         "value": 0.9, "chance": 0.5},
+    ]  # fmt: skip
+
+
+def test_mapper_table_ranks_mappers_and_keeps_ablation_rows_apart():
+    from fmridecode.report.html import for_mapper, mapper_table, supervision_table
+
+    rows = []
+    for s, shift in (("01", 0.0), ("02", 0.1)):
+        rows += _decoding(s, "ridge", 0.3 + shift) + _decoding(s, "gru", 0.5 + shift)
+        for sup, r1 in (("V", 0.2), ("T", 0.1), ("VT", 0.4)):
+            rows += _decoding(s, "brainclip_linear", r1 + shift, supervision=sup)
+    rows += [{"dataset": "d", "subject": "01", "mapper": "none", "metric": "glm_recovery_r",
+              "glm_type": "B", "value": 0.6, "status": "ok"}]  # fmt: skip
+    m = pd.DataFrame(rows)
+    table = mapper_table(m)
+    # ablation variants are not mappers of the run; ranked by R@1 image, chance row last
+    assert list(table["mapper"]) == ["gru", "ridge", "chance"]
+    assert list(table["rank"].iloc[:2]) == [1, 2]
+    assert table.loc[0, "R@1 image"] == pytest.approx(0.55)
+    assert table.loc[2, "R@1 image"] == pytest.approx(0.01)
+    ablation = supervision_table(m)
+    assert list(ablation["supervision"]) == ["V", "T", "VT"]
+    assert list(ablation["R@1 image"].round(3)) == [0.25, 0.15, 0.45]
+    # the headline of one mapper keeps the mapper-free rows (GLM) and drops the others
+    head = for_mapper(m, "ridge")
+    assert set(head["mapper"]) == {"ridge", "none"}

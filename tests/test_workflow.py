@@ -40,7 +40,8 @@ def tiny_run(tmp_path_factory):
 def test_dry_run_lists_every_stage(tmp_path):
     proc = snakemake(tmp_path, "--dry-run", configfiles=[TINY])
     jobs = scheduled_jobs(proc)
-    downstream = {"fit_ridge", "first_guess", "generate", "metrics_glm", "metrics_decoding"}
+    downstream = {"fit_ridge", "fit", "fit_fusion", "first_guess", "generate", "metrics_glm"}
+    downstream |= {"metrics_decoding"}
     downstream |= {"metrics_recon", "true_targets", "noise_sensitivity", "noise_sensitivity_table"}
     for rule in UPSTREAM | downstream | {"metrics_all", "report", "all"}:
         assert jobs.get(rule, 0) >= 1, f"{rule} not scheduled: {jobs}"
@@ -126,6 +127,7 @@ def test_category_decoding_auc(tiny_run):
     images carry the categories, and the decoded embeddings keep part of them."""
     m = pd.read_parquet(tiny_run / OUT / "metrics.parquet")
     auc = m[(m["metric"] == "category_auc") & (m["category"] == "mean")]
+    auc = auc[auc["mapper"].isin(["none", "ridge"])]  # mapped_clip: one row per mapper
     auc = auc.set_index(["subject", "feature"])["value"]
     # 24 test images: mean AUC over ~17 scorable categories; seen 0.64-0.73 (chance 0.5)
     for s in ("01", "02"):
@@ -172,6 +174,7 @@ def test_noise_ceiling_estimated_from_betas_tracks_the_truth(tiny_run):
 
 def test_retrieval_far_above_chance(tiny_run):
     m = pd.read_parquet(tiny_run / OUT / "metrics.parquet")
+    m = m[m["mapper"] == "ridge"]  # every mapper's rows: test_every_mapper_is_trained_and_scored
     r1 = m[(m["metric"] == "recall_at_k") & (m["k"] == 1) & (m["direction"] == "forward")]
     pooled = r1[r1["pool"] == "16"]  # the tiny config's random pools of 16 of the 24 images
     assert len(pooled) == 4 and (pooled["value"] >= 4 * pooled["chance"]).all(), pooled
@@ -183,6 +186,94 @@ def test_retrieval_far_above_chance(tiny_run):
         assert row["value"] >= 4 * row["chance"], row.to_dict()
     two_way = m[(m["metric"] == "two_way_identification") & m["generator"].isna()]
     assert (two_way["value"] > 0.7).all(), two_way
+
+
+def test_every_mapper_is_trained_and_scored(tiny_run):
+    """The mapper zoo in one table: every configured mapper of both subjects has the decoding
+    rows; the networks wrote curves, weights and validation predictions; fusion's weights
+    were chosen on the validation images, which no mapper trained on."""
+    import torch
+
+    m = pd.read_parquet(tiny_run / OUT / "metrics.parquet")
+    mappers = {"ridge", "brainclip_linear", "brainclip_vae", "mindreader_cnn",
+               "brain2word_ae", "gru", "fusion"}  # fmt: skip
+    dec = m[m["generator"].isna() & m["mapper"].isin(mappers)]
+    for metric in ("recall_at_k", "mean_recall", "prediction_r2", "prediction_cosine",
+                   "two_way_identification", "zero_shot_top1"):  # fmt: skip
+        rows = dec[dec["metric"] == metric]
+        assert set(zip(rows["subject"], rows["mapper"], strict=True)) == {
+            (s, mp) for s in ("01", "02") for mp in mappers
+        }, metric
+    ok = dec[dec["status"] == "ok"]
+    assert ok["value"].notna().all()
+    # every mapper decodes: its predictions sit closer to their own image's embedding than
+    # to the other test images' (a few epochs on 90 images: seen margins 0.05-0.4)
+    cos = ok[(ok["metric"] == "prediction_cosine") & (ok["target"] == "image")]
+    assert (cos["value"] > cos["chance"]).all(), cos[["subject", "mapper", "value", "chance"]]
+    two_way = ok[(ok["metric"] == "two_way_identification") & (ok["target"] == "image")]
+    two_way = two_way.groupby("mapper")["value"].mean()
+    # seen: ridge 0.91, fusion 0.90, brainclip_linear 0.83, brain2word_ae 0.78, the rest
+    # 0.53-0.64 after a few epochs on 90 images (the unit tests train them to convergence)
+    assert (two_way > 0.5).all() and two_way["ridge"] > 0.8, two_way
+    fit = tiny_run / OUT / "fit/sub-01"
+    val = pd.read_parquet(fit / "ridge/val_image.index.parquet")["stim_id"]
+    test = pd.read_parquet(fit / "ridge/pred_image.index.parquet")["stim_id"]
+    assert len(val) == 10 and set(val).isdisjoint(test)  # 10% of the 100 training images
+    for mapper in mappers - {"ridge", "fusion"}:
+        curve = pd.read_parquet(fit / mapper / "curve.parquet")
+        assert {"phase", "epoch", "train_loss", "val_loss"} <= set(curve.columns)
+        assert np.isfinite(curve[["train_loss", "val_loss"]].to_numpy()).all()
+        assert (fit / mapper / "curve.png").read_bytes()[:4] == b"\x89PNG"
+        saved = torch.load(fit / mapper / "model.pt", weights_only=False)
+        assert saved["mapper"] == mapper and saved["states"]
+        assert list(pd.read_parquet(fit / mapper / "val_image.index.parquet")["stim_id"]) == list(
+            val
+        )  # the same held-out images for every mapper
+        assert not (fit / mapper / ".partial").exists()  # checkpoints removed at the end
+    weights = pd.read_parquet(fit / "fusion/weights.parquet")
+    for _, g in weights.groupby("target"):
+        assert g["weight"].sum() == pytest.approx(1.0) and (g["weight"] >= 0).all()
+    report = (tiny_run / OUT / "report/report.html").read_text()
+    assert "Mappers ranked" in report and "Mapper training curves" in report
+
+
+def test_gru_first_guess_feeds_two_stage_generation(tiny_run, tmp_path):
+    """generate.mappers with gru: its own low-level first stage (rule fit_lowres) is decoded
+    into the first guess of two-stage generation; ridge's outputs are reused, not refitted."""
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["generate"] = {**cfg["generate"], "mappers": ["ridge", "gru"]}
+    conf = tmp_path / "gru.yaml"
+    conf.write_text(yaml.safe_dump(cfg))
+    target = f"{OUT}/generate/sub-01/gru/lowlevel/recons.npy"
+    jobs = scheduled_jobs(snakemake(tiny_run, "--dry-run", target, configfiles=[conf]))
+    assert jobs == {"fit_lowres": 1, "first_guess": 1}, jobs
+    snakemake(tiny_run, target, configfiles=[conf])
+    pred = np.load(tiny_run / OUT / "fit/sub-01/gru/pred_lowres.npy")
+    ridge = np.load(tiny_run / OUT / "fit/sub-01/ridge/pred_lowres.npy")
+    assert pred.shape == ridge.shape and np.isfinite(pred).all()
+    recons = np.load(tiny_run / OUT / "generate/sub-01/gru/lowlevel/recons.npy")
+    assert recons.dtype == np.uint8 and recons.std() > 1
+    curve = pd.read_parquet(tiny_run / OUT / "fit/sub-01/gru/curve_lowres.parquet")
+    assert set(curve["model"]) == {"lowres"}
+
+
+def test_encoding_and_microstimulation_on_the_simulator(tiny_run):
+    """Mind Reader's analyses on the tiny run: the encoding model predicts test voxels; boosting
+    the warm-colour-selective ROI (the simulator's floc-warm) moves the decoded embedding
+    toward the red / yellow categories more than toward the others (seen +0.46 / +0.65)."""
+    m = pd.read_parquet(tiny_run / OUT / "metrics.parquet")
+    enc = m[(m["metric"] == "encoding_r") & (m["status"] == "ok")]
+    assert {"early", "mid", "high"} <= set(enc["roi"]) and set(enc["subject"]) == {"01", "02"}
+    assert (enc[enc["roi"] == "nsdgeneral"]["value"] > 0.05).all(), enc
+    shift = m[(m["metric"] == "microstim_shift") & (m["roi"] == "floc-warm")]
+    shift = shift[shift["manipulation"] == "boost"]
+    warm = shift["category"].str.contains("red|yellow")
+    for s, g in shift.groupby("subject"):
+        gap = g.loc[warm, "value"].mean() - g.loc[~warm, "value"].mean()
+        assert gap > 0.2, (s, gap)
+    grid = tiny_run / OUT / "analyses/sub-01/microstim/grid.png"
+    assert grid.read_bytes()[:4] == b"\x89PNG"
+    assert "<h2>Analyses</h2>" in (tiny_run / OUT / "report/report.html").read_text()
 
 
 def test_glm_recovers_true_amplitudes(tiny_run):
@@ -229,13 +320,28 @@ def test_rerun_schedules_nothing(tiny_run):
 def test_ridge_change_reruns_only_downstream(tiny_run, tmp_path):
     cfg = yaml.safe_load(TINY.read_text())
     base = yaml.safe_load((REPO / "config.yaml").read_text())
-    cfg["fit"] = {**base["fit"], "ridge": {**base["fit"]["ridge"], "alphas": [10.0, 1000.0]}}
+    cfg["fit"]["ridge"] = {**base["fit"]["ridge"], "alphas": [10.0, 1000.0]}
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(cfg))
     jobs = scheduled_jobs(snakemake(tiny_run, "--dry-run", configfiles=[changed]))
     assert jobs.get("fit_ridge") == 2
     assert not UPSTREAM & set(jobs), jobs
     assert {"generate", "metrics_decoding", "metrics_recon", "metrics_all"} <= set(jobs)
+    assert "fit" not in jobs and jobs.get("fit_fusion") == 2  # networks kept; fusion uses ridge
+
+
+def test_one_mapper_change_reruns_only_that_mapper(tiny_run, tmp_path):
+    """A hyperparameter of one network (gru, not fused) reruns its fit and scores, nothing
+    of the other mappers, and no generation (generators use ridge)."""
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["fit"]["gru"] = {**cfg["fit"]["gru"], "epochs": 4}
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tiny_run, "--dry-run", configfiles=[changed])
+    jobs = scheduled_jobs(proc)
+    assert jobs.get("fit") == 2 and jobs.get("metrics_decoding") == 2, jobs
+    assert not {"fit_ridge", "fit_fusion", "generate", "metrics_recon"} & set(jobs), jobs
+    assert "mapper=gru" in proc.stdout and "mapper=brainclip" not in proc.stdout
 
 
 def test_clip_checkpoint_loads_with_open_clip_and_pairs_held_out_captions(tiny_run):
@@ -432,7 +538,7 @@ def test_snakemake_report_builds_with_every_category(tiny_run, tmp_path):
     out = tmp_path / "snakemake_report.html"
     snakemake(tiny_run, "--report", str(out), configfiles=[TINY])
     html = out.read_text()
-    for category in ("Metrics", "Reconstructions", "GLM"):
+    for category in ("Metrics", "Reconstructions", "GLM", "Mappers", "Analyses"):
         assert category in html, category
     assert "noise_ceiling.png" in html and "grid.png" in html
 

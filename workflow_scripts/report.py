@@ -23,5 +23,8 @@ head = render_report(
     title=f"fmridecode report: {smk.params.dataset}",
     notes=notes,
     noise=read_parquet(smk.input.noise[0]) if smk.input.noise else None,
+    headline_mapper=smk.params.headline_mapper,
+    curves=smk.input.curves,
+    analyses=smk.input.analyses,
 )
 log.info("\n%s", head.to_string(index=False))

@@ -61,7 +61,31 @@ def _cross_checks(config: Mapping[str, Any]) -> list[str]:
         problems.append("glm.types: D needs glm.wantfracridge: true")
     if "C" in glm["types"] and not glm["wantglmdenoise"]:
         problems.append("glm.types: C needs glm.wantglmdenoise: true")
-    gen = config["generate"]
+    fit, gen = config["fit"], config["generate"]
+    for key, names in (("fit.fusion.mappers", fit["fusion"]["mappers"]),
+                       ("generate.mappers", gen["mappers"])):  # fmt: skip
+        if key == "fit.fusion.mappers" and "fusion" not in fit["mappers"]:
+            continue
+        missing = [m for m in names if m not in fit["mappers"]]
+        if missing:
+            problems.append(f"{key}: {missing} not in fit.mappers {fit['mappers']}")
+    # what each generator needs besides the CLIP image embedding, and who predicts it
+    lowres = "tiny_two_stage" in gen["generators"] or (
+        "sd_unclip" in gen["generators"]
+        and gen["sd_unclip"]["strength"] < 1
+        and gen["sd_unclip"]["first_guess"] == "lowres"
+    )
+    tokens = [g for g in ("sd_unclip", "versatile_diffusion") if g in gen["generators"]]
+    if lowres and any(m not in ("ridge", "gru") for m in gen["mappers"]):
+        problems.append(
+            "generate.mappers: the low-level first guess (tiny_two_stage, sd_unclip from lowres) "
+            "is predicted by ridge and gru only; use those with it"
+        )
+    if tokens and any(m != "ridge" for m in gen["mappers"]):
+        problems.append(
+            f"generate.mappers: {tokens} condition on the pipelines' own token targets, which "
+            "ridge predicts; use generate.mappers: [ridge] with them"
+        )
     for name in ("sd_unclip", "versatile_diffusion"):
         if name in gen["generators"] and not gen[name]["model"]:
             problems.append(

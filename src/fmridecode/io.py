@@ -12,6 +12,7 @@ job never leaves a half-written output behind.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -175,3 +176,27 @@ def load_indexed(
             f"{index_path(array_path).name} has {len(index)}"
         )
     return array, index
+
+
+def run_key(*parts: Any) -> str:
+    """A short hash of arrays (their dtype, shape and bytes) and JSON-able settings."""
+    h = hashlib.sha256()
+    for p in parts:
+        if isinstance(p, np.ndarray):
+            h.update(f"{p.dtype}{p.shape}".encode())
+            h.update(np.ascontiguousarray(p).tobytes())
+        else:
+            h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def partial_dir(output_path: str | os.PathLike) -> Path:
+    """Where a resumable job keeps its finished pieces (generator chunks, mapper checkpoints):
+    ``.partial/`` beside its outputs. Not a declared output, so Snakemake keeps it when the
+    job fails or is killed; the job removes it (``clear``) once its outputs are written."""
+    return Path(output_path).parent / ".partial"
+
+
+def clear(folder: str | os.PathLike) -> None:
+    """Remove a ``partial_dir`` folder (after the outputs are written)."""
+    shutil.rmtree(folder, ignore_errors=True)

@@ -31,6 +31,7 @@ from fmridecode.embeddings.model import (
     save_checkpoint,
 )
 from fmridecode.io import DataError, write_json
+from fmridecode.optim import checked_step
 
 LOG_SCALE_MAX = math.log(100.0)  # open_clip's clamp of the logit scale
 
@@ -202,14 +203,10 @@ def train_clip(
                 rows = torch.as_tensor(pick[batch])
                 img_f, txt_f, _ = model(x, tokens[rows])
                 loss = contrastive_loss(img_f, txt_f, model.logit_scale, text_ids[rows])
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"train_clip: non-finite loss at epoch {epoch} step {step} "
-                        f"(lr {optimizer.param_groups[0]['lr']:.2e}); lower lr"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                lr_now = optimizer.param_groups[0]["lr"]
+                checked_step(
+                    loss, optimizer, f"train_clip, epoch {epoch} step {step} (lr {lr_now:.2e})"
+                )
                 with torch.no_grad():
                     model.logit_scale.clamp_(0, LOG_SCALE_MAX)
                 epoch_loss += loss.item() * len(batch)

@@ -14,9 +14,6 @@ from (seed, row number) and are called with ``first_row`` = the chunk's start.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,19 +22,12 @@ import numpy as np
 from tqdm import tqdm
 
 from fmridecode.generators.best_of import best_of_n
-from fmridecode.io import atomic_path
-
-
-def run_key(*parts: Any) -> str:
-    """A short hash of arrays (their dtype, shape and bytes) and JSON-able settings."""
-    h = hashlib.sha256()
-    for p in parts:
-        if isinstance(p, np.ndarray):
-            h.update(f"{p.dtype}{p.shape}".encode())
-            h.update(np.ascontiguousarray(p).tobytes())
-        else:
-            h.update(json.dumps(p, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:16]
+from fmridecode.io import (  # noqa: F401 - clear, partial_dir, run_key re-exported
+    atomic_path,
+    clear,
+    partial_dir,
+    run_key,
+)
 
 
 def generate_resumable(
@@ -72,11 +62,6 @@ def generate_resumable(
     return np.concatenate(parts), reused
 
 
-def clear(cache: str | Path) -> None:
-    """Remove the cache folder (after the outputs are written)."""
-    shutil.rmtree(cache, ignore_errors=True)
-
-
 #: step between the seeds of the samples of best-of-N (a prime keeps their streams apart)
 SAMPLE_SEED_STEP = 7919
 
@@ -84,11 +69,6 @@ SAMPLE_SEED_STEP = 7919
 def sample_seed(seed: int, k: int) -> int:
     """Seed of the k-th sample (k = 0: the single-sample run's seed)."""
     return seed + SAMPLE_SEED_STEP * k
-
-
-def partial_dir(recons_path: str | Path) -> Path:
-    """Where a generator's finished chunks wait: ``.partial/`` beside its outputs."""
-    return Path(recons_path).parent / ".partial"
 
 
 def clip_embedder(

@@ -28,6 +28,7 @@ from fmridecode.generators.pipeline import (
     build_unet,
 )
 from fmridecode.io import DataError, atomic_dir, write_json
+from fmridecode.optim import checked_step
 
 STATS_FILE = "training.json"
 
@@ -171,15 +172,9 @@ def train_generator(
                     target = noise
                 pred = unet(xt, t, class_labels=proj(e, drop)).sample
                 loss = F.mse_loss(pred, target)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"{source}: non-finite training loss at epoch {epoch}, "
-                        f"step {s // batch_size} (lr={lr}); lower the learning rate"
-                    )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
+                checked_step(
+                    loss, opt, f"{source}, epoch {epoch} step {s // batch_size} (lr={lr})", params
+                )
                 warm.step()
                 ema_unet.update(unet)
                 ema_proj.update(proj)

@@ -133,7 +133,7 @@ def retrieval_rows(
                 }
             )
     if pool is None:
-        return rows
+        return rows + mean_recall_rows(rows)
     aligned = np.asarray(candidates)[true_index]
     pooled = pooled_recall(pred, aligned, ks, pool, pool_repeats, seed) if n >= pool else None
     for direction in ("forward", "backward"):
@@ -152,4 +152,28 @@ def retrieval_rows(
             else:
                 row["value"] = pooled[direction][int(k)]
             rows.append(row)
-    return rows
+    return rows + mean_recall_rows(rows)
+
+
+def mean_recall_rows(rows: list[dict]) -> list[dict]:
+    """``mean_recall``: the mean of the Recall@k rows over k, per target, pool and direction
+    (BrainCLIP's mR summary), its chance the mean of theirs; unavailable when any k is."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["metric"] == "recall_at_k":
+            groups.setdefault((r["target"], r["pool"], r["direction"]), []).append(r)
+    out = []
+    for (target, pool, direction), g in groups.items():
+        row = {
+            "metric": "mean_recall",
+            "target": target,
+            "pool": pool,
+            "direction": direction,
+            "chance": float(np.mean([r["chance"] for r in g])),
+            "n": g[0]["n"],
+            "value": float(np.mean([r["value"] for r in g])),
+        }
+        if any("status" in r for r in g):
+            row |= {"value": np.nan, "status": next(r["status"] for r in g if "status" in r)}
+        out.append(row)
+    return out

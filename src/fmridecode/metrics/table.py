@@ -23,6 +23,13 @@ REQUIRED = ("dataset", "subject", "mapper", "metric", "value")
 METRICS: dict[str, str] = {
     "recall_at_k": "fraction of test items whose true match is among the k nearest "
     "(cosine) candidates of the whole pool; forward = fMRI->candidates",
+    "mean_recall": "mean of recall_at_k over the configured k (metrics.ks) for one target, "
+    "pool and direction (BrainCLIP's mean recall); chance the mean of theirs",
+    "prediction_r2": "R^2 of each embedding dimension over the test images (1 - residual / "
+    "total sum of squares about the test mean), averaged over dimensions; 0 = predicting the "
+    "test mean",
+    "prediction_cosine": "mean cosine similarity of each predicted embedding with its own "
+    "image's true embedding; chance = mean cosine with the other test images' embeddings",
     "two_way_identification": "fraction of (item, other test item) pairs where the "
     "prediction is closer (Pearson r of features) to its own target than to the other; "
     "against all other test images (Brain-Diffuser, MindEye); feature = embedding (decoded "
@@ -53,6 +60,20 @@ METRICS: dict[str, str] = {
     "ncsnr: estimated from the repeated single-trial betas (z-scored per session), median over "
     "the voxels of roi; feature simulated: median over responsive voxels of the simulator's "
     "true one",
+    "encoding_r": "Mind Reader's encoding direction: ridge from the CLIP image embedding "
+    "(feature clip) to each voxel of the fit ROI (alpha per voxel by CV on the training "
+    "images); median over the voxels of roi of the Pearson r between predicted and measured "
+    "test responses; n = voxels",
+    "encoding_ceiling_fraction": "fraction of the explainable variance the encoding model "
+    "explains: median over the voxels of roi with a noise ceiling NC > 0 of sign(r) r^2 / "
+    "(NC / 100), NC from the betas (NSD's formula, same repeats averaged); 1 = at the ceiling; "
+    "n = those voxels",
+    "microstim_shift": "Mind Reader's microstimulation: the fit ROI's test voxel rows with the "
+    "voxels of roi set (manipulation boost: to metrics.microstim.boost_value; silence: to 0), "
+    "decoded by the mapper; mean over test images of the change in cosine similarity between "
+    "the decoded image embedding and the class embedding of category; n = voxels set",
+    "microstim_top_shift": "the largest microstim_shift of one roi and manipulation over all "
+    "categories; category = the category it moves toward",
 }
 
 #: column order of the written tables (extra columns follow).
@@ -71,6 +92,7 @@ COLUMNS = [
     "glm_type",
     "roi",
     "category",
+    "supervision",
     "value",
     "chance",
     "status",

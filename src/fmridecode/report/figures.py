@@ -12,19 +12,22 @@ import pandas as pd  # noqa: E402
 
 
 def recall_figure(metrics: pd.DataFrame) -> bytes:
-    """PNG bytes: forward Recall@k (whole test set) per target and subject, chance drawn."""
+    """PNG bytes: forward Recall@k (whole test set) per target and mapper (mean over
+    subjects), chance drawn."""
     df = metrics[(metrics["metric"] == "recall_at_k") & (metrics["direction"] == "forward")]
     if "pool" in df:  # the whole test set (random-pool rows are in the table)
         df = df[df["pool"] == "all"]
+    if "supervision" in df:
+        df = df[df["supervision"].isna()]
     targets = sorted(df["target"].dropna().unique())
     fig, axes = plt.subplots(
         1, max(len(targets), 1), figsize=(4.5 * max(len(targets), 1), 3.4), squeeze=False
     )
     for ax, target in zip(axes[0], targets, strict=False):
         sub = df[df["target"] == target]
-        for (subject, mapper), g in sub.groupby(["subject", "mapper"]):
-            g = g.sort_values("k")
-            ax.plot(g["k"], g["value"], marker="o", label=f"sub-{subject} {mapper}")
+        for mapper, g in sub.groupby("mapper"):
+            g = g.groupby("k")["value"].mean().sort_index()
+            ax.plot(g.index, g.values, marker="o", label=mapper)
         chance = sub.groupby("k")["chance"].first().sort_index()
         ax.plot(chance.index, chance.values, "k--", label="chance")
         ax.set(title=f"fMRI -> {target} retrieval", xlabel="k", ylabel="Recall@k", ylim=(0, 1.02))
@@ -100,6 +103,60 @@ def noise_figure(noise: pd.DataFrame) -> bytes:
             ax.axhline(0.5, color="gray", ls=":", lw=1)
         if len(mean):
             ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def mapper_figure(metrics: pd.DataFrame) -> bytes:
+    """PNG bytes: per mapper, bars of fMRI->image and fMRI->text Recall@1 and 2-way
+    identification of the image embedding (mean over subjects, each subject a dot), chance
+    drawn as a line per metric."""
+    panels = [
+        ("recall_at_k", "image", "R@1 image"),
+        ("recall_at_k", "text", "R@1 text"),
+        ("two_way_identification", "image", "2-way image"),
+    ]
+    df = metrics[metrics["mapper"].notna() & ~metrics["mapper"].isin(["none", "truth"])]
+    if "generator" in df:
+        df = df[df["generator"].isna()]
+    if "supervision" in df:  # the ablation's retrained variants are not the run's mappers
+        df = df[df["supervision"].isna()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    for ax, (metric, target, label) in zip(axes[0], panels, strict=True):
+        sel = df[(df["metric"] == metric) & (df["target"] == target)]
+        if metric == "recall_at_k":
+            sel = sel[(sel["k"] == 1) & (sel["direction"] == "forward") & (sel["pool"] == "all")]
+        else:
+            sel = sel[sel["feature"] == "embedding"]
+        mean = sel.groupby("mapper")["value"].mean().sort_values(ascending=False)
+        ax.bar(range(len(mean)), mean.values, color="#4c72b0")
+        for i, mapper in enumerate(mean.index):
+            vals = sel[sel["mapper"] == mapper]["value"]
+            ax.plot([i] * len(vals), vals, "k.", ms=4)
+        if sel["chance"].notna().any():
+            ax.axhline(sel["chance"].mean(), color="gray", ls="--", lw=1, label="chance")
+            ax.legend(fontsize=8)
+        ax.set_xticks(range(len(mean)), mean.index, rotation=40, ha="right", fontsize=8)
+        ax.set(title=label, ylim=(0, 1.02))
+    fig.tight_layout()
+    return _png(fig)
+
+
+def training_curve_figure(curve: pd.DataFrame, title: str) -> bytes:
+    """PNG bytes: train and validation loss per epoch, one panel per network and phase, the
+    kept (best validation) epoch marked."""
+    panels = list(curve.groupby(["model", "phase"], sort=False))
+    fig, axes = plt.subplots(
+        1, max(len(panels), 1), figsize=(3.4 * max(len(panels), 1), 3.0), squeeze=False
+    )
+    for ax, ((model, phase), g) in zip(axes[0], panels, strict=False):
+        ax.plot(g["epoch"], g["train_loss"], label="train")
+        ax.plot(g["epoch"], g["val_loss"], label="validation")
+        best = g.loc[g["val_loss"].idxmin()]
+        ax.axvline(best["epoch"], color="gray", ls=":", lw=1)
+        ax.set(title=f"{model}: {phase}", xlabel="epoch", ylabel="loss")
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _png(fig)
 

@@ -17,11 +17,96 @@ import pandas as pd
 
 from fmridecode.io import atomic_path
 from fmridecode.metrics.table import METRICS
-from fmridecode.report.figures import noise_figure, overview_figure, recall_figure
+from fmridecode.report.figures import (
+    mapper_figure,
+    noise_figure,
+    overview_figure,
+    recall_figure,
+)
+
+
+def main_rows(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the run's own mappers: without the ablation's retrained variants (rows
+    with a ``supervision``), which have tables of their own."""
+    if "supervision" not in metrics:
+        return metrics
+    return metrics[metrics["supervision"].isna()]
+
+
+def for_mapper(metrics: pd.DataFrame, mapper: str | None) -> pd.DataFrame:
+    """The rows of one mapper plus those of no mapper (GLM, noise ceiling, fMRI / CLIP
+    category decoding); every row when ``mapper`` is None."""
+    metrics = main_rows(metrics)
+    if mapper is None:
+        return metrics
+    return metrics[metrics["mapper"].isin([mapper, "none"])]
+
+
+def supervision_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """BrainCLIP's supervision ablation: one row per mapper and supervision (V, T, VT), the
+    mapper-ranking columns, mean over subjects."""
+    if "supervision" not in metrics or metrics["supervision"].isna().all():
+        return pd.DataFrame()
+    rows = metrics[metrics["supervision"].notna()]
+    out = []
+    for (mapper, sup), g in rows.groupby(["mapper", "supervision"]):
+        table = mapper_table(g.drop(columns="supervision"))
+        row = table[table["mapper"] == mapper].drop(columns="rank").iloc[0].to_dict()
+        out.append({"mapper": mapper, "supervision": sup} | {
+            k: v for k, v in row.items() if k != "mapper"})  # fmt: skip
+    order = {"V": 0, "T": 1, "VT": 2}
+    df = pd.DataFrame(out)
+    df["_order"] = df["supervision"].map(order)
+    return df.sort_values(["mapper", "_order"]).drop(columns="_order").reset_index(drop=True)
+
+
+#: the mapper ranking's columns: label -> (metric, target, extra conditions)
+MAPPER_COLUMNS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "R@1 image": ("recall_at_k", "image", {"k": 1, "direction": "forward", "pool": "all"}),
+    "R@1 text": ("recall_at_k", "text", {"k": 1, "direction": "forward", "pool": "all"}),
+    "mean recall image": ("mean_recall", "image", {"direction": "forward", "pool": "all"}),
+    "mean recall text": ("mean_recall", "text", {"direction": "forward", "pool": "all"}),
+    "R@1 image bwd": ("recall_at_k", "image", {"k": 1, "direction": "backward", "pool": "all"}),
+    "2-way image": ("two_way_identification", "image", {"feature": "embedding"}),
+    "zero-shot top-1": ("zero_shot_top1", "image", {}),
+    "cosine image": ("prediction_cosine", "image", {}),
+    "R2 image": ("prediction_r2", "image", {}),
+}
+
+
+def mapper_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Every mapper's decoding metrics, mean over subjects, ranked by fMRI->image R@1 (then
+    text R@1); chance levels in a last row."""
+    rows = main_rows(metrics)
+    rows = rows[rows["mapper"].notna() & ~rows["mapper"].isin(["none", "truth"])]
+    if "generator" in rows:
+        rows = rows[rows["generator"].isna()]
+    out, chance = [], {"mapper": "chance"}
+    for mapper, g in rows.groupby("mapper"):
+        row: dict[str, Any] = {"mapper": mapper}
+        for label, (metric, target, cond) in MAPPER_COLUMNS.items():
+            sel = g[(g["metric"] == metric) & (g["target"] == target)]
+            for k, v in cond.items():
+                sel = sel[sel[k] == v] if k in sel else sel.iloc[0:0]
+            if len(sel) and sel["value"].notna().any():
+                row[label] = sel["value"].mean()
+                if "chance" in sel and sel["chance"].notna().any():
+                    chance[label] = sel["chance"].mean()
+        out.append(row)
+    if not out:
+        return pd.DataFrame()
+    table = pd.DataFrame(out)
+    keys = [c for c in ("R@1 image", "R@1 text") if c in table]
+    table = table.sort_values(keys, ascending=False) if keys else table
+    table.insert(0, "rank", range(1, len(table) + 1))
+    out = pd.concat([table, pd.DataFrame([chance])], ignore_index=True)
+    out["rank"] = out["rank"].astype("Int64")  # the chance row has none
+    return out
 
 
 def headline_table(metrics: pd.DataFrame) -> pd.DataFrame:
-    """One row per subject: retrieval, 2-way identification of the embeddings, GLM figures."""
+    """One row per subject: retrieval, 2-way identification of the embeddings, GLM figures
+    (give it ``for_mapper(metrics, m)``: decoding rows of several mappers would be averaged)."""
 
     def pick(**cond: Any) -> pd.DataFrame:
         rows = metrics
@@ -133,14 +218,28 @@ def render_report(
     title: str,
     notes: Mapping[str, Any] | None = None,
     noise: pd.DataFrame | None = None,
+    headline_mapper: str | None = None,
+    curves: Sequence[str | os.PathLike] = (),
+    analyses: Sequence[str | os.PathLike] = (),
 ) -> pd.DataFrame:
     """Write the HTML report and the markdown summary; return the headline table.
 
     ``noise``: the noise-sensitivity table (``noise_amplitude`` column), shown when given.
+    ``headline_mapper``: the mapper of the headline table and figures (the one the
+    generators use); every mapper is compared in the mapper ranking. ``curves``: the
+    trainable mappers' training-curve figures; ``analyses``: the analyses' figures (encoding
+    direction, microstimulation), each shown under its folder name.
     """
-    head = headline_table(metrics)
+    head = headline_table(for_mapper(metrics, headline_mapper))
+    ranking = mapper_table(metrics)
+    ablation = supervision_table(metrics)
     recon = recon_table(metrics)
     md = [f"# {title}", "", head.to_markdown(index=False, floatfmt=".3f"), ""]
+    if len(ranking) > 2:  # more than one mapper (and the chance row)
+        md += ["## Mappers ranked", "", ranking.to_markdown(index=False, floatfmt=".3f"), ""]
+    if not ablation.empty:
+        md += ["## Supervision ablation (BrainCLIP)", ""]
+        md += [ablation.to_markdown(index=False, floatfmt=".3f"), ""]
     missing = unavailable(metrics)
     if not recon.empty:
         md += ["## Reconstructions", "", recon.to_markdown(index=False, floatfmt=".3f"), ""]
@@ -171,7 +270,33 @@ def render_report(
         "text-align:right}img{max-width:100%}h2{margin-top:1.6em}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         "<h2>Headline metrics</h2>",
+        *(
+            [f"<p>Decoding columns: mapper <code>{html.escape(headline_mapper)}</code>.</p>"]
+            if headline_mapper
+            else []
+        ),  # fmt: skip
         head.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="–"),
+        *(
+            [
+                "<h2>Mappers ranked</h2>",
+                "<p>Test-set decoding per mapper, mean over subjects, ranked by fMRI&rarr;image "
+                "Recall@1 (whole test set, forward); the last row gives chance.</p>",
+                ranking.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="–"),
+                _img_tag(mapper_figure(metrics), "decoding per mapper"),
+            ]
+            if len(ranking) > 2
+            else []
+        ),
+        *(
+            [
+                "<h2>Supervision ablation (BrainCLIP)</h2>",
+                "<p>The same mapper trained with the image (V), caption (T) or both (VT) "
+                "InfoNCE terms; test-set decoding, mean over subjects.</p>",
+                ablation.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="–"),
+            ]
+            if not ablation.empty
+            else []
+        ),
         "<h2>Reconstruction metrics</h2>",
         "<p>2-way identification against all other test images (chance 0.5); distances: "
         "mean correlation distance, lower is better.</p>",
@@ -186,10 +311,24 @@ def render_report(
         ),
         *noise_parts,
         "<h2>Figures</h2>",
-        _img_tag(overview_figure(metrics), "headline metrics"),
+        _img_tag(overview_figure(for_mapper(metrics, headline_mapper)), "headline metrics"),
         _img_tag(recall_figure(metrics), "retrieval recall at k"),
-        "<h2>Reconstructions</h2>",
     ]
+    if curves:
+        parts += ["<h2>Mapper training curves</h2>"]
+        parts += [_img_tag(Path(c).read_bytes(), str(c)) for c in curves]
+    if analyses:
+        parts += [
+            "<h2>Analyses</h2>",
+            "<p>Mind Reader's encoding direction (per-voxel test r of a ridge from CLIP image "
+            "embeddings to voxels, against the noise ceiling) and microstimulation (ROI "
+            "voxels boosted or silenced, the decoded embedding's shift toward each category, "
+            "and the images generated from it).</p>",
+        ]
+        for a in analyses:
+            label = Path(a).relative_to(Path(a).parents[2]).as_posix()
+            parts += [f"<h3>{html.escape(label)}</h3>", _img_tag(Path(a).read_bytes(), label)]
+    parts += ["<h2>Reconstructions</h2>"]
     for g in grids:
         parts += [
             f"<h3>{html.escape(Path(g).parent.relative_to(Path(g).parents[3]).as_posix())}</h3>",
