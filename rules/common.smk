@@ -276,3 +276,11 @@ def analysis_figures():
     return [
         f"{OUT}/analyses/sub-{s}/{f}" for n in on for s in SUBJECTS for f in names[n]
     ]
+
+
+def retrieval_figures():
+    """Retrieval examples of the headline mapper (generate.mappers[0]) per subject."""
+    if not config["metrics"]["retrieval_examples"]:
+        return []
+    mapper = config["generate"]["mappers"][0]
+    return [f"{OUT}/report/retrieval/sub-{s}_{mapper}.png" for s in SUBJECTS]

@@ -27,7 +27,12 @@ rule glm:
         trials=f"{OUT}/glm/sub-{{subject}}/ses-{{session}}/trials.parquet",
         maps=f"{OUT}/glm/sub-{{subject}}/ses-{{session}}/maps.nii.gz",
         summary=f"{OUT}/glm/sub-{{subject}}/ses-{{session}}/summary.json",
-        figures=directory(f"{OUT}/glm/sub-{{subject}}/ses-{{session}}/figures"),
+        figures=report(
+            directory(f"{OUT}/glm/sub-{{subject}}/ses-{{session}}/figures"),
+            patterns=["{name}.png"],
+            category="GLM",
+            subcategory="sub-{subject} ses-{session}",
+        ),
     log:
         f"{OUT}/logs/glm/sub-{{subject}}_ses-{{session}}.log",
     benchmark:

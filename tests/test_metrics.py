@@ -457,3 +457,13 @@ def test_decoding_rows_score_perfect_predictions_perfectly():
     assert np.allclose(cos["value"], 1.0)
     # no test image shows the held-out category: zero-shot rows say so instead of a number
     assert df.loc[df["metric"] == "zero_shot_top1", "value"].isna().all()
+
+
+def test_top_k_orders_candidates_by_cosine():
+    from fmridecode.metrics.retrieval import top_k
+
+    cands = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.0]])
+    pred = np.array([[2.0, 0.1], [0.1, 3.0]])
+    assert top_k(pred, cands, 3).tolist() == [[0, 2, 1], [1, 2, 0]]
+    with pytest.raises(DataError):
+        top_k(pred, cands, 5)

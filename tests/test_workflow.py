@@ -538,9 +538,10 @@ def test_snakemake_report_builds_with_every_category(tiny_run, tmp_path):
     out = tmp_path / "snakemake_report.html"
     snakemake(tiny_run, "--report", str(out), configfiles=[TINY])
     html = out.read_text()
-    for category in ("Metrics", "Reconstructions", "GLM", "Mappers", "Analyses"):
+    for category in ("Metrics", "Reconstructions", "GLM", "Mappers", "Analyses", "Retrieval"):
         assert category in html, category
     assert "noise_ceiling.png" in html and "grid.png" in html
+    assert "hrf_index.png" in html and "sub-01_ridge.png" in html  # GLM maps, retrieval
 
 
 def _chromium() -> str:

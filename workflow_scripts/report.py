@@ -26,5 +26,6 @@ head = render_report(
     headline_mapper=smk.params.headline_mapper,
     curves=smk.input.curves,
     analyses=smk.input.analyses,
+    retrieval=smk.input.retrieval,
 )
 log.info("\n%s", head.to_string(index=False))

@@ -43,6 +43,17 @@ def ranks(pred: np.ndarray, candidates: np.ndarray, true_index: np.ndarray) -> n
     return (S >= true_sim[:, None]).sum(axis=1) - 1
 
 
+def top_k(pred: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
+    """Indices (n, k) of each query's k most cosine-similar candidates, best first (ties by
+    candidate order)."""
+    P, C = _unit_rows(pred, "pred"), _unit_rows(candidates, "candidates")
+    if P.shape[1] != C.shape[1]:
+        raise DataError(f"retrieval: pred has {P.shape[1]} dims, candidates {C.shape[1]}")
+    if not 1 <= k <= C.shape[0]:
+        raise DataError(f"retrieval: k must be in [1, {C.shape[0]}], got {k}")
+    return np.argsort(-(P @ C.T), axis=1, kind="stable")[:, :k]
+
+
 def recall_at_k(
     pred: np.ndarray,
     candidates: np.ndarray,

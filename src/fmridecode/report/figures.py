@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 
@@ -138,6 +139,33 @@ def mapper_figure(metrics: pd.DataFrame) -> bytes:
             ax.legend(fontsize=8)
         ax.set_xticks(range(len(mean)), mean.index, rotation=40, ha="right", fontsize=8)
         ax.set(title=label, ylim=(0, 1.02))
+    fig.tight_layout()
+    return _png(fig)
+
+
+def retrieval_examples_figure(
+    seen: np.ndarray, retrieved: np.ndarray, hits: np.ndarray, title: str
+) -> bytes:
+    """PNG bytes: one row per fMRI query, the seen image then its top-k retrieved test images
+    (best first); a retrieved image that is the seen one is framed green."""
+    n, k = retrieved.shape[:2]
+    fig, axes = plt.subplots(n, k + 1, figsize=(1.3 * (k + 1), 1.35 * n), squeeze=False)
+    for i in range(n):
+        axes[i, 0].imshow(seen[i])
+        axes[i, 0].set_ylabel(f"query {i + 1}", fontsize=7)
+        for j in range(k):
+            ax = axes[i, j + 1]
+            ax.imshow(retrieved[i, j])
+            if hits[i, j]:
+                for side in ax.spines.values():
+                    side.set(color="#2ca02c", linewidth=3)
+        for ax in axes[i]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_title("seen", fontsize=8)
+    for j in range(k):
+        axes[0, j + 1].set_title(f"top {j + 1}", fontsize=8)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return _png(fig)
 

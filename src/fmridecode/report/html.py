@@ -100,7 +100,7 @@ def mapper_table(metrics: pd.DataFrame) -> pd.DataFrame:
     table = table.sort_values(keys, ascending=False) if keys else table
     table.insert(0, "rank", range(1, len(table) + 1))
     out = pd.concat([table, pd.DataFrame([chance])], ignore_index=True)
-    out["rank"] = out["rank"].astype("Int64")  # the chance row has none
+    out["rank"] = [str(int(r)) if pd.notna(r) else "" for r in out["rank"]]  # chance: none
     return out
 
 
@@ -221,6 +221,7 @@ def render_report(
     headline_mapper: str | None = None,
     curves: Sequence[str | os.PathLike] = (),
     analyses: Sequence[str | os.PathLike] = (),
+    retrieval: Sequence[str | os.PathLike] = (),
 ) -> pd.DataFrame:
     """Write the HTML report and the markdown summary; return the headline table.
 
@@ -228,7 +229,8 @@ def render_report(
     ``headline_mapper``: the mapper of the headline table and figures (the one the
     generators use); every mapper is compared in the mapper ranking. ``curves``: the
     trainable mappers' training-curve figures; ``analyses``: the analyses' figures (encoding
-    direction, microstimulation), each shown under its folder name.
+    direction, microstimulation), each shown under its folder name; ``retrieval``: the
+    retrieval-example figures.
     """
     head = headline_table(for_mapper(metrics, headline_mapper))
     ranking = mapper_table(metrics)
@@ -314,6 +316,14 @@ def render_report(
         _img_tag(overview_figure(for_mapper(metrics, headline_mapper)), "headline metrics"),
         _img_tag(recall_figure(metrics), "retrieval recall at k"),
     ]
+    if retrieval:
+        parts += [
+            "<h2>Retrieval examples</h2>",
+            "<p>fMRI of test images (left: the image seen) and the five test images whose CLIP "
+            "embeddings are closest to the decoded one; the seen image is framed green when "
+            "retrieved.</p>",
+        ]
+        parts += [_img_tag(Path(r).read_bytes(), Path(r).stem) for r in retrieval]
     if curves:
         parts += ["<h2>Mapper training curves</h2>"]
         parts += [_img_tag(Path(c).read_bytes(), str(c)) for c in curves]
