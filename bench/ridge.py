@@ -189,16 +189,22 @@ def worker(which: str, folder: Path) -> None:
     print(json.dumps(stats))
 
 
-def run_child(which: str, folder: Path, repeat: int, threads: int) -> dict:
+def run_child(
+    which: str, folder: Path, repeat: int, threads: int, limit: float | None = None
+) -> dict:
     """Run ``which`` in a fresh interpreter ``repeat`` times with ``threads`` BLAS/OpenMP
-    threads; the stats of the fastest run (with every wall time), or why it did not run."""
+    threads, each run stopped after ``limit`` seconds; the stats of the fastest run (with
+    every wall time), or why it did not run."""
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
     runs = []
     for _ in range(repeat):
         cmd = [sys.executable, __file__, "--worker", which, "--folder", str(folder)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=limit)
+        except subprocess.TimeoutExpired:
+            return {"error": f"stopped after --child-timeout {limit:g} s (data loading included)"}
         if proc.returncode != 0:
             return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
         runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
@@ -215,15 +221,22 @@ def on_grid(chosen: np.ndarray, grid: np.ndarray) -> np.ndarray:
 
 
 def reference(folder: Path, alphas: np.ndarray, cols: int) -> dict[float, np.ndarray]:
-    """sklearn Ridge (float64, standardised X) test predictions of the first ``cols`` targets
-    at every alpha of the grid (and the fixed one): the exactness reference."""
-    from sklearn.linear_model import Ridge
+    """scikit-learn's ridge in float64 on standardised X: test predictions of the first
+    ``cols`` targets at every alpha of the grid (and the fixed one), the exactness reference.
+
+    ``KernelRidge`` on the precomputed linear kernel of the standardised (so centred) X, with
+    Y centred and its mean added back: the same solution as ``Ridge(alpha,
+    fit_intercept=True)``, with the Gram matrix computed once instead of once per alpha.
+    """
+    from sklearn.kernel_ridge import KernelRidge
 
     X = np.load(folder / "X_train.npy").astype(np.float64)
     Xt = np.load(folder / "X_test.npy").astype(np.float64)
     Y = np.load(folder / "Y_train.npy", mmap_mode="r")[:, :cols].astype(np.float64)
     Xs, Xts = standardised(X, Xt)
-    return {float(a): Ridge(alpha=a).fit(Xs, Y).predict(Xts) for a in alphas}
+    K, Kt, mean = Xs @ Xs.T, Xts @ Xs.T, Y.mean(axis=0)
+    fit = {a: KernelRidge(alpha=a, kernel="precomputed").fit(K, Y - mean) for a in alphas}
+    return {float(a): m.predict(Kt) + mean for a, m in fit.items()}
 
 
 def main() -> None:
@@ -244,6 +257,9 @@ def main() -> None:
     )
     ap.add_argument("--himalaya-batch", type=int, default=4096, help="himalaya target batch")
     ap.add_argument("--ref-columns", type=int, default=512, help="targets in the exactness line")
+    ap.add_argument(
+        "--child-timeout", type=float, help="seconds after which an implementation is stopped"
+    )
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--only", nargs="+", choices=IMPLS, default=list(IMPLS))
     ap.add_argument("--seed", type=int, default=0)
@@ -315,7 +331,7 @@ def main() -> None:
             if name in reasons:
                 print(f"{name}: {reasons[name]}")
                 continue
-            stats[name] = run_child(name, folder, args.repeat, args.threads)
+            stats[name] = run_child(name, folder, args.repeat, args.threads, args.child_timeout)
             s = stats[name]
             if "error" in s:
                 reasons[name] = f"failed: {s['error']}"

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from devices import needs_cuda
 from PIL import Image
 
 from fmridecode.generators import (
@@ -99,6 +100,23 @@ def test_sampling_is_deterministic_and_batch_independent(trained):
     assert not np.array_equal(a, c)
     big = reconstruct(pipe, colour_emb[:2], steps=6, guidance=3.0, seed=7, out_size=40)
     assert big.shape == (2, 40, 40, 3) and big.dtype == np.uint8
+
+
+@needs_cuda
+def test_cuda_sampling_gives_the_cpu_images(trained):
+    """The tiny generator on CUDA (noise from each row's CPU generator) samples the CPU's
+    images up to float rounding, init images and batching included."""
+    out, _, colour_emb = trained
+    cpu, gpu = load_generator(out), load_generator(out, device="cuda")
+    assert gpu.device.type == "cuda"
+    kw = dict(steps=6, guidance=3.0, seed=7)
+    a = reconstruct(cpu, colour_emb, **kw)
+    b = reconstruct(gpu, colour_emb, batch_size=3, **kw)
+    assert np.abs(a.astype(int) - b).mean() < 1
+    init = np.roll(a, 1, axis=0)
+    a2 = reconstruct(cpu, colour_emb, init_images=init, strength=0.5, **kw)
+    b2 = reconstruct(gpu, colour_emb, init_images=init, strength=0.5, **kw)
+    assert np.abs(a2.astype(int) - b2).mean() < 1
 
 
 def test_rows_of_a_call_equal_a_call_on_those_rows(trained):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from devices import DEVICES
 
 from fmridecode.glm import denoise, design, hrf, ridge, xval
 from fmridecode.glm.fit import fit_runs
@@ -150,8 +151,10 @@ def test_runs_of_different_lengths_fit_all_types() -> None:
     assert res.r2_run["D"].shape == (3, 60)
 
 
-def test_torch_backend_gives_the_numpy_results() -> None:
-    """glm.backend: torch (here on the CPU) computes the same fit as numpy, type by type."""
+@pytest.mark.parametrize("device", DEVICES)
+def test_torch_backend_gives_the_numpy_results(device: str) -> None:
+    """glm.backend: torch (on the CPU, and on CUDA when present) computes the same fit as
+    numpy, type by type."""
     pytest.importorskip("torch")
     rng = np.random.default_rng(6)
     ids = [f"s{i}" for i in range(10)]
@@ -170,7 +173,7 @@ def test_torch_backend_gives_the_numpy_results() -> None:
     data = [np.hstack([d, 1000 + 4 * rng.standard_normal((110, 30))]) for d in data]  # noise voxels
     for base in (GLMOptions(n_pcs=3, chunk_size=25), GLMOptions(pcstop=-2, chunk_size=25)):
         ref = fit_runs(data, ev, TR, 3.0, base, progress=False)
-        torch_opts = GLMOptions(**{**base.__dict__, "backend": "torch"})
+        torch_opts = GLMOptions(**{**base.__dict__, "backend": "torch", "device": device})
         tor = fit_runs(data, ev, TR, 3.0, torch_opts, progress=False)
         assert ref.pcnum == tor.pcnum
         if base.pcstop > 0:  # the cross-validation curve over 0..3 PCs

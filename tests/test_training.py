@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from devices import DEVICES
 
 from fmridecode.io import DataError
 from fmridecode.mappers.training import (
@@ -92,14 +93,15 @@ class _Killed(Exception):
     pass
 
 
-def test_a_killed_run_resumes_to_the_uninterrupted_weights(tmp_path):
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_killed_run_resumes_to_the_uninterrupted_weights(device, tmp_path):
     """Kill during phase 2, rerun with the same key: same weights and curve as one run."""
     train, val = _split()
     phases = [_phase(8, name="a"), _phase(8, lr=0.01, name="b")]
     ref = _model()
     ref_res = train_phases(
         ref, phases, train, val, batch_size=16, patience=50, seed=3,
-        checkpoint=tmp_path / "ref.pt", key="k", progress=False,
+        checkpoint=tmp_path / "ref.pt", key="k", progress=False, device=device,
     )  # fmt: skip
 
     calls = {"n": 0}
@@ -115,17 +117,17 @@ def test_a_killed_run_resumes_to_the_uninterrupted_weights(tmp_path):
     with pytest.raises(_Killed):
         train_phases(
             _model(), dying_phases, train, val, batch_size=16, patience=50, seed=3,
-            checkpoint=ckpt, key="k", progress=False,
+            checkpoint=ckpt, key="k", progress=False, device=device,
         )  # fmt: skip
     assert ckpt.exists()
     again = _model(seed=99)  # different init: everything must come from the checkpoint
     res = train_phases(
         again, phases, train, val, batch_size=16, patience=50, seed=3,
-        checkpoint=ckpt, key="k", progress=False,
+        checkpoint=ckpt, key="k", progress=False, device=device,
     )  # fmt: skip
     assert res.resumed_from is not None and res.resumed_from.startswith("phase 1")
     for a, b in zip(ref.state_dict().values(), again.state_dict().values(), strict=True):
-        assert torch.equal(a, b)
+        assert a.device.type == device and torch.equal(a, b)
     assert np.allclose(res.curve["val_loss"], ref_res.curve["val_loss"])
 
 

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from devices import needs_cuda
 from diffusers import DDIMScheduler
 from diffusion_helpers import zero_unet_and_round_trip
 from PIL import Image
@@ -140,6 +141,29 @@ def test_float16_pipeline_runs(built, embeds, images):
     assert half.unet.dtype == torch.float16 and half.image_normalizer.mean.dtype == torch.float16
     out = reconstruct_unclip(half, embeds, batch_size=3, **FAST)
     assert out.dtype == np.uint8 and np.abs(out.astype(int) - images).mean() < 2
+
+
+# Measured on an H200 (torch 2.11, diffusers 0.42.1): float16 on CUDA gave images 33 grey
+# levels (mean) from the float32 ones for this random tiny pipeline, while float32 on CUDA and
+# float16 on the CPU (which computes in float32 inside) match; Versatile Diffusion's float16
+# matches too. Cause not found yet (no GPU to bisect on): kept as an expected failure, so a
+# GPU session sees at once whether it still fails, without failing the suite.
+FP16_ON_CUDA = pytest.mark.xfail(
+    reason="float16 unCLIP on CUDA differs from float32 (33 grey levels on an H200); open",
+    strict=False,
+)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", ["float32", pytest.param("float16", marks=FP16_ON_CUDA)])
+def test_cuda_gives_the_cpu_images(built, embeds, images, dtype):
+    """On CUDA the noise still comes from each row's CPU generator: the CPU's images, up to
+    float rounding (float32) or half precision (float16, what 'auto' picks there)."""
+    gpu = load_unclip(built, device="cuda", dtype=dtype)
+    assert gpu.device.type == "cuda" and gpu.unet.dtype == getattr(torch, dtype)
+    out = reconstruct_unclip(gpu, embeds, batch_size=3, **FAST)
+    assert out.shape == images.shape and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - images).mean() < (1 if dtype == "float32" else 2)
 
 
 def test_bad_embeddings_raise(pipe, embeds):

@@ -10,6 +10,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from devices import needs_cuda
 from diffusion_helpers import zero_unet_and_round_trip
 from PIL import Image
 
@@ -188,6 +189,25 @@ def test_strength_one_ignores_the_init(pipe, tokens, init):
     np.testing.assert_array_equal(from_init, reconstruct_versatile(pipe, it, tt, **FAST))
     half = reconstruct_versatile(pipe, it, tt, init_images=init, strength=0.5, **FAST)
     assert not np.array_equal(half, from_init)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_cuda_gives_the_cpu_images(built, tokens, init, images, dtype):
+    """On CUDA the noise still comes from each row's CPU generator: the CPU's images, up to
+    float rounding (float32) or half precision (float16, what 'auto' picks there)."""
+    gpu = load_versatile(built, device="cuda", dtype=dtype)
+    assert gpu.device.type == "cuda" and gpu.image_unet.dtype == getattr(torch, dtype)
+    it, tt = tokens
+    out = reconstruct_versatile(gpu, it, tt, init_images=init, batch_size=3, **FAST)
+    assert out.shape == images.shape and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - images).mean() < (1 if dtype == "float32" else 2)
+    again, _ = encode_condition_tokens(gpu, init[:2], None)  # the token encoders on CUDA
+    np.testing.assert_allclose(
+        again,
+        encode_condition_tokens(load_versatile(built, device="cpu"), init[:2], None)[0],
+        atol=1e-2 if dtype == "float16" else 1e-4,
+    )
 
 
 def test_wrong_token_shapes_are_rejected(pipe, tokens):

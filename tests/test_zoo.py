@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from devices import DEVICES
 
 from fmridecode.io import DataError
 from fmridecode.mappers import TRAINABLE
@@ -61,12 +62,13 @@ def test_subject_data_splits_imagewise_and_keeps_test_out_of_training():
         subject_data(X, bad, emb, image_index, caps, cap_index, 0.1, seed=0)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mapper", TRAINABLE)
-def test_every_mapper_learns_the_mapping(mapper, tmp_path):
+def test_every_mapper_learns_the_mapping(mapper, device, tmp_path):
     X, vindex, emb, image_index, caps, cap_index = _subject()
     data = subject_data(X, vindex, emb, image_index, caps, cap_index, 0.1, seed=0)
     train, val, eval_x, eval_index = data
-    kw = dict(batch_size=32, patience=5, seed=0, device="cpu", progress=False)
+    kw = dict(batch_size=32, patience=5, seed=0, device=device, progress=False)
     res = fit_mapper(mapper, train, val, eval_x, SMALL[mapper], partial=tmp_path / "a", **kw)
     test_ids = list(eval_index["test"]["stim_id"])
     truth = emb[[int(s[3:]) for s in test_ids]]
@@ -80,12 +82,13 @@ def test_every_mapper_learns_the_mapping(mapper, tmp_path):
     assert {"phase", "epoch", "train_loss", "val_loss", "model"} <= set(res.curve.columns)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mapper", TRAINABLE)
-def test_every_mapper_is_deterministic_under_its_seed(mapper, tmp_path):
+def test_every_mapper_is_deterministic_under_its_seed(mapper, device, tmp_path):
     X, vindex, emb, image_index, caps, cap_index = _subject(n_train=80, n_test=20)
     train, val, eval_x, _ = subject_data(X, vindex, emb, image_index, caps, cap_index, 0.1, 0)
     short = {k: (2 if "epochs" in k else v) for k, v in SMALL[mapper].items()}
-    kw = dict(batch_size=16, patience=5, device="cpu", progress=False)
+    kw = dict(batch_size=16, patience=5, device=device, progress=False)
     a, b, c = (
         fit_mapper(mapper, train, val, eval_x, short, seed=seed, partial=tmp_path / name, **kw)
         for name, seed in (("a", 0), ("b", 0), ("c", 1))
