@@ -38,6 +38,7 @@ rule all:
         f"{OUT}/metrics.parquet",
         f"{OUT}/report/report.html",
         noise_table(),
+        token_caches(),
         expand(
             f"{OUT}/roi/sub-{{subject}}/{{roi}}/voxels.npy",
             subject=SUBJECTS,

@@ -71,13 +71,37 @@ def glm_inputs(w):
 
 
 def clip_checkpoint():
-    """The small model's checkpoint when the workflow trains it, else nothing to build."""
-    return [] if config["embed"]["pretrained"] else [f"{OUT}/models/clip/checkpoint.pt"]
+    """The CLIP weights file: our small model's checkpoint when the workflow trains it, the
+    user's checkpoint when ``embed.pretrained`` is a local file (an input, so that new
+    weights at the same path re-embed), nothing for an open_clip tag."""
+    pretrained = config["embed"]["pretrained"]
+    if not pretrained:
+        return [f"{OUT}/models/clip/checkpoint.pt"]
+    return [pretrained] if Path(pretrained).is_file() else []
 
 
 def clip_weights(wildcards, input):
     """What the CLIP loader gets as ``pretrained``: the user's tag/path, or our checkpoint."""
     return config["embed"]["pretrained"] or input.checkpoint[0]
+
+
+#: the caption cache every consumer of text targets reads: the captions screening kept
+CAPTIONS = f"{OUT}/embed/caption_kept.npy"
+CAPTIONS_INDEX = f"{OUT}/embed/caption_kept.index.parquet"
+
+
+#: embeddings of augmented views of the training images (embed.augment.views > 0)
+VIEWS = f"{OUT}/embed/image_views.npy"
+
+
+def views_input():
+    """The augmented views' cache when ``embed.augment.views`` asks for some."""
+    return [VIEWS] if config["embed"]["augment"]["views"] > 0 else []
+
+
+def token_caches():
+    """Token-level CLIP caches asked for in ``embed.tokens`` (not used by the default DAG)."""
+    return [f"{OUT}/embed/{what}_tokens.npy" for what in config["embed"]["tokens"]]
 
 
 def parent_of(name):

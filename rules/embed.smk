@@ -30,9 +30,16 @@ rule train_clip:
 
 
 rule embed:
-    """Embed every stimulus image and caption once with the CLIP model."""
+    """Embed every stimulus image and caption once with the CLIP model (outlier dimensions
+    clamped, then unit norm), and record the model's identity."""
     input:
-        lib("embeddings/model.py", "embeddings/cache.py", "embeddings/train.py"),
+        lib(
+            "embeddings/model.py",
+            "embeddings/cache.py",
+            "embeddings/tokens.py",
+            "embeddings/clamp.py",
+            "embeddings/train.py",
+        ),
         checkpoint=clip_checkpoint(),
         images=stim("images.npy"),
         images_index=stim("images.index.parquet"),
@@ -42,6 +49,8 @@ rule embed:
         image_index=f"{OUT}/embed/image.index.parquet",
         caption=f"{OUT}/embed/caption.npy",
         caption_index=f"{OUT}/embed/caption.index.parquet",
+        clamped=f"{OUT}/embed/clamped.parquet",
+        model=f"{OUT}/embed/model.json",
         quality=f"{OUT}/embed/quality.json",
     log:
         f"{OUT}/logs/embed.log",
@@ -55,22 +64,127 @@ rule embed:
         model=config["embed"]["model"],
         pretrained=clip_weights,
         stim_dir=parent_of("images"),
+        clamp=config["embed"]["clamp"],
+        batch_size=config["embed"]["batch_size"],
+        workers=config["embed"]["workers"],
+        device=config["embed"]["device"],
     script:
         "../workflow_scripts/embed.py"
 
 
+rule screen_captions:
+    """Mind Reader's caption screening: CLIP probabilities of each image's captions; keep
+    those at least keep_ratio x the best one (the cache every text target is made from).
+    """
+    input:
+        lib("embeddings/screening.py"),
+        image=rules.embed.output.image,
+        caption=rules.embed.output.caption,
+        model=rules.embed.output.model,
+        captions=stim("captions.parquet"),
+    output:
+        table=f"{OUT}/embed/caption_screening.parquet",
+        summary=f"{OUT}/embed/screening.json",
+        kept=CAPTIONS,
+        kept_index=CAPTIONS_INDEX,
+    log:
+        f"{OUT}/logs/screen_captions.log",
+    conda:
+        "../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    params:
+        keep_ratio=config["embed"]["screening"]["keep_ratio"],
+    script:
+        "../workflow_scripts/screen_captions.py"
+
+
+rule embed_views:
+    """Mind Reader's augmentation: CLIP embeddings of augmented views of every non-test
+    image, clamped like the image cache (extra image targets for the trainable mappers)."""
+    input:
+        lib(
+            "embeddings/augment.py",
+            "embeddings/model.py",
+            "embeddings/cache.py",
+            "embeddings/tokens.py",
+        ),
+        checkpoint=clip_checkpoint(),
+        images=stim("images.npy"),
+        images_index=stim("images.index.parquet"),
+        quality=rules.embed.output.quality,
+    output:
+        views=VIEWS,
+        views_index=f"{OUT}/embed/image_views.index.parquet",
+    log:
+        f"{OUT}/logs/embed_views.log",
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        model=config["embed"]["model"],
+        pretrained=clip_weights,
+        augment=config["embed"]["augment"],
+        seed=config["embed"]["seed"],
+        batch_size=config["embed"]["batch_size"],
+        workers=config["embed"]["workers"],
+        device=config["embed"]["device"],
+    script:
+        "../workflow_scripts/embed_views.py"
+
+
+rule embed_tokens:
+    """Token-level CLIP caches (image patches, caption positions), streamed to disk."""
+    input:
+        lib("embeddings/model.py", "embeddings/cache.py", "embeddings/tokens.py"),
+        checkpoint=clip_checkpoint(),
+        images=stim("images.npy"),
+        images_index=stim("images.index.parquet"),
+        captions=stim("captions.parquet"),
+    output:
+        out=f"{OUT}/embed/{{what}}_tokens.npy",
+        out_index=f"{OUT}/embed/{{what}}_tokens.index.parquet",
+    log:
+        f"{OUT}/logs/embed_tokens_{{what}}.log",
+    wildcard_constraints:
+        what="image|caption",
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    params:
+        model=config["embed"]["model"],
+        pretrained=clip_weights,
+        stim_dir=parent_of("images"),
+        dtype=config["embed"]["dtype"],
+        batch_size=config["embed"]["batch_size"],
+        workers=config["embed"]["workers"],
+        device=config["embed"]["device"],
+    script:
+        "../workflow_scripts/embed_tokens.py"
+
+
 rule embed_classes:
     """Zero-shot class embeddings: every category name in the 18 prompt templates, encoded
-    with the CLIP model and averaged per class."""
+    with the CLIP model and averaged per class; or after learned context vectors (CoOp)."""
     input:
         lib(
             "embeddings/model.py",
             "embeddings/cache.py",
             "embeddings/prompts.py",
+            "embeddings/tokens.py",
             "mappers/targets.py",
         ),
         checkpoint=clip_checkpoint(),
         categories=stim("categories.parquet"),
+        context=[config["embed"]["context"]] if config["embed"]["context"] else [],
     output:
         classes=f"{OUT}/embed/classes.npy",
         classes_index=f"{OUT}/embed/classes.index.parquet",

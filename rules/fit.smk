@@ -9,8 +9,8 @@ rule fit_ridge:
         voxels_index=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.index.parquet",
         image=f"{OUT}/embed/image.npy",
         image_index=f"{OUT}/embed/image.index.parquet",
-        caption=f"{OUT}/embed/caption.npy",
-        caption_index=f"{OUT}/embed/caption.index.parquet",
+        caption=CAPTIONS,
+        caption_index=CAPTIONS_INDEX,
         images=stim("images.npy"),
         images_index=stim("images.index.parquet"),
     output:
@@ -44,6 +44,7 @@ rule fit_ridge:
         lowres_size=config["fit"]["lowres_size"],
         validation=config["fit"]["validation"],
         seed=config["fit"]["seed"],
+        caption=config["fit"]["training"]["caption"],
     script:
         "../workflow_scripts/fit_ridge.py"
 
@@ -68,8 +69,9 @@ rule fit:
         voxels_index=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.index.parquet",
         image=f"{OUT}/embed/image.npy",
         image_index=f"{OUT}/embed/image.index.parquet",
-        caption=f"{OUT}/embed/caption.npy",
-        caption_index=f"{OUT}/embed/caption.index.parquet",
+        caption=CAPTIONS,
+        caption_index=CAPTIONS_INDEX,
+        views=views_input(),
     output:
         pred_image=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.npy",
         pred_image_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_image.index.parquet",
@@ -128,8 +130,9 @@ rule fit_lowres:
         voxels_index=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.index.parquet",
         image=f"{OUT}/embed/image.npy",
         image_index=f"{OUT}/embed/image.index.parquet",
-        caption=f"{OUT}/embed/caption.npy",
-        caption_index=f"{OUT}/embed/caption.index.parquet",
+        caption=CAPTIONS,
+        caption_index=CAPTIONS_INDEX,
+        views=[],  # the low-level target has no augmented views
         images=stim("images.npy"),
         images_index=stim("images.index.parquet"),
     output:
@@ -174,8 +177,8 @@ rule fit_fusion:
         unpack(fusion_inputs),
         image=f"{OUT}/embed/image.npy",
         image_index=f"{OUT}/embed/image.index.parquet",
-        caption=f"{OUT}/embed/caption.npy",
-        caption_index=f"{OUT}/embed/caption.index.parquet",
+        caption=CAPTIONS,
+        caption_index=CAPTIONS_INDEX,
     output:
         pred_image=f"{OUT}/fit/sub-{{subject}}/fusion/pred_image.npy",
         pred_image_index=f"{OUT}/fit/sub-{{subject}}/fusion/pred_image.index.parquet",
@@ -204,8 +207,8 @@ rule true_targets:
         voxels_index=f"{OUT}/roi/sub-{{subject}}/{config['fit']['roi']}/voxels.index.parquet",
         image=f"{OUT}/embed/image.npy",
         image_index=f"{OUT}/embed/image.index.parquet",
-        caption=f"{OUT}/embed/caption.npy",
-        caption_index=f"{OUT}/embed/caption.index.parquet",
+        caption=CAPTIONS,
+        caption_index=CAPTIONS_INDEX,
         images=stim("images.npy"),
         images_index=stim("images.index.parquet"),
     output:

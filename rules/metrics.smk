@@ -86,8 +86,8 @@ rule metrics_decoding:
         pred_text_index=f"{OUT}/fit/sub-{{subject}}/{{mapper}}/pred_text.index.parquet",
         image=f"{OUT}/embed/image.npy",
         image_index=f"{OUT}/embed/image.index.parquet",
-        caption=f"{OUT}/embed/caption.npy",
-        caption_index=f"{OUT}/embed/caption.index.parquet",
+        caption=CAPTIONS,
+        caption_index=CAPTIONS_INDEX,
     output:
         f"{OUT}/metrics/decoding/sub-{{subject}}/{{mapper}}.parquet",
     log:
@@ -132,8 +132,9 @@ rule metrics_supervision:
         labels=stim("labels.parquet"),
         image=f"{OUT}/embed/image.npy",
         image_index=f"{OUT}/embed/image.index.parquet",
-        caption=f"{OUT}/embed/caption.npy",
-        caption_index=f"{OUT}/embed/caption.index.parquet",
+        caption=CAPTIONS,
+        caption_index=CAPTIONS_INDEX,
+        views=views_input(),
     output:
         f"{OUT}/metrics/supervision/sub-{{subject}}/{{mapper}}.parquet",
     log:

@@ -50,8 +50,16 @@ rule report:
             subject=SUBJECTS,
             mapper=[m for m in config["fit"]["mappers"] if m in TRAINABLE_MAPPERS],
         ),
-        stats=([f"{OUT}/models/clip/train_stats.json"] if clip_checkpoint() else [])
-        + [f"{OUT}/models/generator-tiny_stats.json", f"{OUT}/embed/quality.json"],
+        stats=(
+            []
+            if config["embed"]["pretrained"]
+            else [f"{OUT}/models/clip/train_stats.json"]
+        )
+        + [
+            f"{OUT}/models/generator-tiny_stats.json",
+            f"{OUT}/embed/quality.json",
+            f"{OUT}/embed/screening.json",
+        ],
     output:
         html=report(f"{OUT}/report/report.html", category="Report"),
         summary=f"{OUT}/report/summary.md",

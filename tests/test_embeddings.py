@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import open_clip
 import pandas as pd
@@ -19,8 +21,10 @@ from fmridecode.embeddings import (
     train_clip,
     write_caches,
 )
+from fmridecode.embeddings.cache import write_token_caches
 from fmridecode.embeddings.model import create_untrained, save_checkpoint
-from fmridecode.io import DataError, load_indexed, save_indexed, write_parquet
+from fmridecode.embeddings.tokens import encode_images
+from fmridecode.io import DataError, file_sha256, load_indexed, save_indexed, write_parquet
 from fmridecode.mappers.targets import align, text_embeddings
 
 TINY = "fmridecode-test-tiny"
@@ -240,6 +244,22 @@ def test_write_caches_follows_the_contract(trained, tmp_path):
     np.testing.assert_allclose(targets[0], first / np.linalg.norm(first), atol=1e-6)
     same_colour = labels[(targets @ img.T).argmax(axis=1)] == labels
     assert same_colour.mean() >= 0.8
+
+    # the model's identity beside the caches: the weights' checksum is the cache key's core
+    identity = json.loads((tmp_path / "embed" / "model.json").read_text())
+    assert identity["weights_sha256"] == file_sha256(trained[0]) and identity["logit_scale"] > 1
+    assert pd.read_parquet(tmp_path / "embed" / "clamped.parquet").empty  # clamp None: off
+
+    # token-level caches, streamed in chunks of 3 items: the encoder's states, in float16
+    out = {"image": tmp_path / "tok" / "image.npy", "caption": tmp_path / "tok" / "caption.npy"}
+    shapes = write_token_caches(TINY, trained[0], stim, out, dtype="float16", chunk=3)
+    tok, tok_index = load_indexed(out["image"])
+    _, ref = encode_images(model, preprocess, images, tokens=True)
+    assert tok.dtype == np.float16 and list(tok.shape) == shapes["image"] == list(ref.shape)
+    np.testing.assert_allclose(tok, ref, rtol=2e-3, atol=2e-3 * np.abs(ref).max())
+    assert tok_index["stim_id"].tolist() == ids
+    ctok, ctok_index = load_indexed(out["caption"])
+    assert ctok.shape[0] == len(captions) and ctok_index.columns.tolist() == list(cap_index.columns)
 
     bad = pd.concat([captions, captions.iloc[:1].assign(stim_id="ghost")])
     write_parquet(bad, stim / "captions.parquet")

@@ -16,6 +16,8 @@ import pytest
 import yaml
 from workflow_helpers import REPO, TINY, scheduled_jobs, snakemake
 
+from fmridecode.io import load_indexed
+
 pytestmark = pytest.mark.workflow
 OUT = "results/synthetic-tiny"
 
@@ -342,6 +344,40 @@ def test_one_mapper_change_reruns_only_that_mapper(tiny_run, tmp_path):
     assert jobs.get("fit") == 2 and jobs.get("metrics_decoding") == 2, jobs
     assert not {"fit_ridge", "fit_fusion", "generate", "metrics_recon"} & set(jobs), jobs
     assert "mapper=gru" in proc.stdout and "mapper=brainclip" not in proc.stdout
+
+
+def test_clip_model_change_reembeds_and_screening_change_does_not(tiny_run, tmp_path):
+    """The CLIP model is part of the caches' key: another model re-embeds (and everything
+    downstream) and leaves the GLM and ROI stages alone; a screening setting reruns the
+    screening and what uses text targets, never the embedding itself."""
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["embed"]["model"] = "ViT-B-32"  # pretrained null: trained here, like the small model
+    changed = tmp_path / "model.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    jobs = scheduled_jobs(snakemake(tiny_run, "--dry-run", configfiles=[changed]))
+    assert {"train_clip", "embed", "screen_captions", "fit_ridge", "embed_classes"} <= set(jobs)
+    assert not {"simulate_stimuli", "simulate_subject", "glm", "roi"} & set(jobs), jobs
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["embed"]["screening"] = {"keep_ratio": 0.0}
+    changed.write_text(yaml.safe_dump(cfg))
+    jobs = scheduled_jobs(snakemake(tiny_run, "--dry-run", configfiles=[changed]))
+    assert jobs.get("screen_captions") == 1 and {"fit_ridge", "fit"} <= set(jobs), jobs
+    assert not {"train_clip", "embed", "embed_classes", "roi"} & set(jobs), jobs
+
+
+def test_caption_screening_keeps_specific_captions_on_the_simulator(tiny_run):
+    """The simulator's captions come in three kinds of decreasing specificity: screening with
+    the trained CLIP keeps nearly every detailed caption and drops the vague ones."""
+    out = tiny_run / OUT / "embed"
+    table = pd.read_parquet(out / "caption_screening.parquet")
+    share = table.groupby("kind")["kept"].mean()
+    assert share["detailed"] > 0.9 and share["vague"] < 0.1, share
+    assert table.groupby("stim_id")["kept"].any().all()  # every image keeps a caption
+    kept, index = load_indexed(out / "caption_kept.npy")
+    assert len(kept) == table["kept"].sum() and np.allclose(np.linalg.norm(kept, axis=1), 1)
+    clamped = pd.read_parquet(out / "clamped.parquet")
+    assert set(clamped["modality"]) <= {"image", "caption"}
+    assert (clamped["max_abs_over_scale"] > 6.0).all()  # embed.clamp: 6 x the typical RMS
 
 
 def test_clip_checkpoint_loads_with_open_clip_and_pairs_held_out_captions(tiny_run):

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from fmridecode.devices import resolve_device
 from fmridecode.embeddings.cache import write_caches
 from fmridecode.embeddings.train import caption_retrieval
 from fmridecode.io import load_indexed, write_json
@@ -9,9 +10,12 @@ from fmridecode.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
+p = smk.params
 summary = write_caches(
-    smk.params.model, smk.params.pretrained, smk.params.stim_dir, Path(smk.output.image).parent
-)
+    p.model, p.pretrained, p.stim_dir, Path(smk.output.image).parent,
+    device=resolve_device(p.device), batch_size=p.batch_size, workers=p.workers, clamp=p.clamp,
+    progress=True,
+)  # fmt: skip
 image, image_index = load_indexed(smk.output.image)
 caption, caption_index = load_indexed(smk.output.caption)
 quality = caption_retrieval(image, image_index, caption, caption_index, split="test")
@@ -22,6 +26,8 @@ summary.update(
     test_top1_chance=quality["chance"],
     test_top1_n=quality["n"],
     test_top1_caption_kind=quality["kind"],
+    n_clamped_image_dims=len(summary["clamped_image_dims"]),
+    n_clamped_caption_dims=len(summary["clamped_caption_dims"]),
 )
 write_json(summary, smk.output.quality)
 log.info("caches written: %s", summary)

@@ -2,6 +2,7 @@
 
 from fmridecode.embeddings.model import load_model
 from fmridecode.embeddings.prompts import TEMPLATES, class_embeddings
+from fmridecode.embeddings.tokens import class_embeddings_with_context, load_context
 from fmridecode.io import read_parquet, save_indexed
 from fmridecode.workflow import setup
 
@@ -10,8 +11,16 @@ log = setup(smk)
 p = smk.params
 categories = read_parquet(smk.input.categories)
 model, _, tokenizer = load_model(p.model, p.pretrained)
-emb = class_embeddings(model, tokenizer, list(categories["category"]))
+names = list(categories["category"])
+if smk.input.context:  # learned context vectors (CoOp) instead of the prompt templates
+    context = load_context(smk.input.context[0])
+    emb = class_embeddings_with_context(model, tokenizer, names, context)
+    log.info(
+        "class prompts: %d learned context vectors from %s", len(context), smk.input.context[0]
+    )
+else:
+    emb = class_embeddings(model, tokenizer, names)
 index = categories[["category", "zero_shot"]].reset_index(drop=True)
 save_indexed(smk.output.classes, emb, index)
 held = list(index.loc[index["zero_shot"], "category"])
-log.info("%d classes x %d templates; held out: %s", len(index), len(TEMPLATES), held)
+log.info("%d classes (%d templates unless context); held out: %s", len(index), len(TEMPLATES), held)

@@ -16,7 +16,14 @@ image_emb, image_index = load_indexed(smk.input.image)
 caption_emb, caption_index = load_indexed(smk.input.caption)
 images, stim_index = load_indexed(smk.input.images)
 targets = decoding_targets(
-    image_emb, image_index, caption_emb, caption_index, images, stim_index, p.lowres_size
+    image_emb,
+    image_index,
+    caption_emb,
+    caption_index,
+    images,
+    stim_index,
+    p.lowres_size,
+    caption=p.caption,
 )
 train = (vindex["split"] == "train").to_numpy()
 test = (vindex["split"] == "test").to_numpy()

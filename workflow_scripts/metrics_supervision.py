@@ -16,9 +16,13 @@ p, t, w = smk.params, smk.params.training, smk.wildcards
 X, vindex = load_indexed(smk.input.voxels)
 image_emb, image_index = load_indexed(smk.input.image)
 caption_emb, caption_index = load_indexed(smk.input.caption)
+views = None
+if smk.input.views:  # Mind Reader's augmented views: extra image targets
+    view_emb, view_index = load_indexed(smk.input.views[0])
+    views = (view_emb, list(view_index["stim_id"]))
 train, val, eval_x, eval_index = subject_data(
     X, vindex, image_emb, image_index, caption_emb, caption_index, p.validation, p.seed,
-    caption=t["caption"],
+    caption=t["caption"], image_views=views,
 )  # fmt: skip
 truth = load_truth(smk.input.image, smk.input.caption, smk.input.classes, smk.input.labels)
 rows = []

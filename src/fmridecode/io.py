@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +158,35 @@ def save_indexed(array_path: str | os.PathLike, array: np.ndarray, index: pd.Dat
     write_parquet(index, index_path(array_path))
 
 
+def save_indexed_chunks(
+    array_path: str | os.PathLike,
+    shape: tuple[int, ...],
+    dtype: Any,
+    chunks: Iterable[np.ndarray],
+    index: pd.DataFrame,
+) -> None:
+    """``save_indexed`` for arrays too large to hold in memory: ``chunks`` (consecutive row
+    blocks, e.g. token embeddings of 1,000 images at a time) are written one by one into a
+    memory-mapped .npy of ``shape`` and ``dtype`` that replaces ``array_path`` only when every
+    row has arrived. Same checks: index rows = array rows, no non-finite values."""
+    if len(index) != shape[0]:
+        raise ValueError(f"{array_path}: index has {len(index)} rows but array has {shape[0]}")
+    with atomic_path(array_path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=tuple(shape))
+        row = 0
+        for chunk in chunks:
+            chunk = np.asarray(chunk)
+            if not np.isfinite(chunk).all():
+                raise DataError(f"{array_path}: refusing non-finite values (rows from {row})")
+            out[row : row + len(chunk)] = chunk
+            row += len(chunk)
+        out.flush()
+        del out
+        if row != shape[0]:
+            raise DataError(f"{array_path}: {row} rows were written, {shape[0]} expected")
+    write_parquet(index, index_path(array_path))
+
+
 def load_indexed(
     array_path: str | os.PathLike, mmap: bool = False
 ) -> tuple[np.ndarray, pd.DataFrame]:
@@ -176,6 +205,15 @@ def load_indexed(
             f"{index_path(array_path).name} has {len(index)}"
         )
     return array, index
+
+
+def file_sha256(path: str | os.PathLike, block: int = 1 << 24) -> str:
+    """SHA-256 of a file, read in blocks (checkpoints are gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def run_key(*parts: Any) -> str:

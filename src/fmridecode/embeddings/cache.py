@@ -2,7 +2,9 @@
 
 Every later stage (mappers, generators, metrics) works in the embedding space computed here
 once. Images go through the model's own preprocess (so a real 224 px model resizes our
-64 px stimuli the way it expects); all embeddings are float32 and L2-normalised.
+64 px stimuli the way it expects) in batches (``embeddings.tokens``, the one encoder); the
+pooled caches are float32, outlier dimensions clamped, L2-normalised; token-level caches are
+written in chunks, float16 or float32.
 """
 
 from __future__ import annotations
@@ -15,16 +17,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 
 from fmridecode.embeddings.model import load_model
-from fmridecode.io import DataError, load_indexed, read_parquet, save_indexed
+from fmridecode.io import (
+    DataError,
+    load_indexed,
+    read_parquet,
+    save_indexed,
+    save_indexed_chunks,
+    write_json,
+    write_parquet,
+)
 
 CAPTION_COLUMNS = ("stim_id", "caption_idx", "caption", "kind")
-
-
-def _device_of(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 def _normalise(x: torch.Tensor) -> np.ndarray:
@@ -48,51 +53,35 @@ def check_images(images: np.ndarray, source: str | os.PathLike = "images") -> np
 
 def preprocess_images(preprocess: Any, images: np.ndarray) -> torch.Tensor:
     """Apply the model's PIL preprocess to each (H, W, 3) uint8 image; returns (N, 3, S, S)."""
+    from PIL import Image
+
     images = check_images(images)
     return torch.stack([preprocess(Image.fromarray(img)) for img in images])
-
-
-def _encode_batches(
-    model: torch.nn.Module, encode: Any, items: Sequence[Any], batch_size: int
-) -> np.ndarray:
-    """Run ``encode(batch) -> features`` over ``items`` in eval/inference mode, unit-normed."""
-    was_training = model.training
-    model.eval()
-    out = []
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(items), batch_size):
-                out.append(_normalise(encode(items[start : start + batch_size])))
-    finally:
-        model.train(was_training)
-    dim = out[0].shape[1] if out else int(getattr(model, "embed_dim", 0) or 0)
-    return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
 
 
 def embed_images(
     model: torch.nn.Module, preprocess: Any, images: np.ndarray, batch_size: int = 256
 ) -> np.ndarray:
-    """(N, D) float32 unit-norm image embeddings of (N, H, W, 3) uint8 images."""
+    """(N, D) float32 unit-norm image embeddings of (N, H, W, 3) uint8 images (unclamped:
+    for comparing images with each other, e.g. reconstructions with their stimuli)."""
+    from fmridecode.embeddings.tokens import encode_images
+
     images = check_images(images)
-    device = _device_of(model)
-
-    def encode(batch: np.ndarray) -> torch.Tensor:
-        return model.encode_image(preprocess_images(preprocess, batch).to(device))
-
-    return _encode_batches(model, encode, images, batch_size)
+    if len(images) == 0:
+        return np.zeros((0, int(getattr(model, "embed_dim", 0) or 0)), np.float32)
+    return unit_rows(encode_images(model, preprocess, images, batch_size=batch_size)[0])
 
 
 def embed_texts(
     model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], batch_size: int = 256
 ) -> np.ndarray:
     """(M, D) float32 unit-norm text embeddings (open_clip tokenizer; long texts are truncated)."""
+    from fmridecode.embeddings.tokens import encode_texts
+
     texts = [str(t) for t in texts]
-    device = _device_of(model)
-
-    def encode(batch: list[str]) -> torch.Tensor:
-        return model.encode_text(tokenizer(batch).to(device))
-
-    return _encode_batches(model, encode, texts, batch_size)
+    if not texts:
+        return np.zeros((0, int(getattr(model, "embed_dim", 0) or 0)), np.float32)
+    return unit_rows(encode_texts(model, tokenizer, texts, batch_size=batch_size)[0])
 
 
 def read_stimuli(stim_dir: str | os.PathLike) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
@@ -121,40 +110,131 @@ def read_stimuli(stim_dir: str | os.PathLike) -> tuple[np.ndarray, pd.DataFrame,
     return images, index, captions
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows to unit length in float32; refuses non-finite or all-zero rows."""
+    return _normalise(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+
+
 def write_caches(
     model_name: str,
     pretrained: str | os.PathLike | None,
     stim_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
+    *,
     device: str = "cpu",
     batch_size: int = 256,
+    workers: int = 0,
+    clamp: float | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Embed all stimuli and captions and write ``<out>/image.npy`` and ``<out>/caption.npy``.
+    """Embed every stimulus image and caption once; write the caches into ``out_dir``.
 
-    Index of image.npy: ``stim_id, split`` (rows in the order of images.npy); index of
-    caption.npy: ``stim_id, caption_idx, kind`` (rows in the order of captions.parquet).
-    Returns a small summary (counts, embedding dim).
+    ``image.npy`` (index ``stim_id, split``, rows in the order of images.npy) and
+    ``caption.npy`` (index ``stim_id, caption_idx, kind``, rows in the order of
+    captions.parquet): the pooled embeddings, outlier dimensions clamped to ``clamp`` x RMS
+    (``clamp_outliers``; None: not clamped), then L2-normalised, float32. ``clamped.parquet``:
+    which dimensions were clamped, per modality. ``model.json``: the model's identity
+    (``model_identity``: weights' checksum, preprocessing, logit scale). Returns a summary.
     """
+    from fmridecode.embeddings.clamp import clamp_outliers, typical_scale
+    from fmridecode.embeddings.model import model_identity
+    from fmridecode.embeddings.tokens import encode_images, encode_texts
+
     images, index, captions = read_stimuli(stim_dir)
     model, preprocess, tokenizer = load_model(model_name, pretrained, device=device)
-    image_emb = embed_images(model, preprocess, images, batch_size=batch_size)
-    caption_emb = embed_texts(model, tokenizer, captions["caption"].tolist(), batch_size=batch_size)
+    identity = model_identity(model_name, pretrained, model, preprocess)
+    raw_image, _ = encode_images(
+        model, preprocess, images, batch_size=batch_size, workers=workers, progress=progress
+    )
+    texts = captions["caption"].astype(str).tolist()
+    raw_caption, _ = encode_texts(model, tokenizer, texts, batch_size=batch_size, progress=progress)
+    split = dict(zip(index["stim_id"].astype(str), index["split"].astype(str), strict=True))
+    fit_image = index["split"].astype(str).to_numpy() != "test"
+    fit_caption = captions["stim_id"].astype(str).map(split).to_numpy() != "test"
+    image, image_report = clamp_outliers(raw_image, fit_image, clamp, "image")
+    caption, caption_report = clamp_outliers(raw_caption, fit_caption, clamp, "caption")
     out_dir = Path(out_dir)
     save_indexed(
         out_dir / "image.npy",
-        image_emb,
+        unit_rows(image),
         index[["stim_id", "split"]].astype({"stim_id": str, "split": str}).reset_index(drop=True),
     )
     cap_index = captions[["stim_id", "caption_idx", "kind"]].reset_index(drop=True)
     save_indexed(
         out_dir / "caption.npy",
-        caption_emb,
+        unit_rows(caption),
         cap_index.astype({"stim_id": str, "caption_idx": "int64", "kind": str}),
     )
+    reports = [r for r in (image_report, caption_report) if len(r)] or [image_report]
+    clamped = pd.concat(reports, ignore_index=True).astype({"dim": "int64", "n_clamped": "int64"})
+    write_parquet(clamped, out_dir / "clamped.parquet")
+    write_json(identity, out_dir / "model.json")
     return {
         "model_name": model_name,
-        "pretrained": None if pretrained is None else str(pretrained),
-        "n_images": int(len(image_emb)),
-        "n_captions": int(len(caption_emb)),
-        "dim": int(image_emb.shape[1]),
+        "pretrained": identity["pretrained"],
+        "weights_sha256": identity["weights_sha256"],
+        "n_images": int(len(image)),
+        "n_captions": int(len(caption)),
+        "dim": int(image.shape[1]),
+        "clamp_rms": clamp,
+        # absolute thresholds, for embeddings made later in the same space (augmented views)
+        "clamp_threshold_image": None
+        if clamp is None
+        else clamp * typical_scale(raw_image[fit_image]),
+        "clamp_threshold_caption": None
+        if clamp is None
+        else clamp * typical_scale(raw_caption[fit_caption]),
+        "clamped_image_dims": image_report["dim"].tolist(),
+        "clamped_caption_dims": caption_report["dim"].tolist(),
     }
+
+
+def write_token_caches(
+    model_name: str,
+    pretrained: str | os.PathLike | None,
+    stim_dir: str | os.PathLike,
+    out: dict[str, str | os.PathLike],
+    *,
+    dtype: str = "float16",
+    device: str = "cpu",
+    batch_size: int = 64,
+    workers: int = 0,
+    chunk: int = 1024,
+    progress: bool = False,
+) -> dict[str, list[int]]:
+    """Token-level caches, streamed to disk ``chunk`` items at a time (bounded memory at NSD
+    scale: 73,000 x 257 x 768 is 29 GB in float16). ``out``: ``image`` and/or ``caption`` ->
+    .npy path (index as in ``write_caches``). Stored unnormalised (the model's own hidden
+    states) in ``dtype``. Returns each array's shape."""
+    from fmridecode.embeddings.tokens import encode_images, encode_texts
+
+    if dtype not in ("float16", "float32"):
+        raise DataError(f"token caches: dtype must be float16 or float32, got {dtype!r}")
+    images, index, captions = read_stimuli(stim_dir)
+    model, preprocess, tokenizer = load_model(model_name, pretrained, device=device)
+    texts = captions["caption"].astype(str).tolist()
+    cap_index = captions[["stim_id", "caption_idx", "kind"]].reset_index(drop=True)
+    sources = {  # what -> (items, index, items -> token states)
+        "image": (
+            images,
+            index[["stim_id", "split"]].astype(str).reset_index(drop=True),
+            lambda b: encode_images(model, preprocess, b, batch_size=batch_size,
+                                    workers=workers, tokens=True, progress=progress)[1],
+        ),
+        "caption": (
+            texts,
+            cap_index.astype({"stim_id": str, "caption_idx": "int64", "kind": str}),
+            lambda b: encode_texts(model, tokenizer, b, batch_size=batch_size, tokens=True,
+                                   progress=progress)[1],
+        ),
+    }  # fmt: skip
+    shapes: dict[str, list[int]] = {}
+    for what, path in out.items():
+        if what not in sources:
+            raise DataError(f"token caches: unknown kind {what!r} (image or caption)")
+        items, idx, encode = sources[what]
+        shape = (len(items), *encode(items[:1]).shape[1:])
+        blocks = (encode(items[s : s + chunk]).astype(dtype) for s in range(0, len(items), chunk))
+        save_indexed_chunks(path, shape, dtype, blocks, idx)
+        shapes[what] = list(shape)
+    return shapes

@@ -21,7 +21,7 @@ from typing import Any
 import open_clip
 import torch
 
-from fmridecode.io import DataError, atomic_path
+from fmridecode.io import DataError, atomic_path, file_sha256
 
 SMALL_MODEL_NAME = "fmridecode-small"
 CONFIG_KEY = "model_cfg"  # key of the architecture config inside our checkpoints
@@ -221,3 +221,26 @@ def image_norm(model: torch.nn.Module) -> tuple[tuple[float, ...], tuple[float, 
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size
     return mean, std, int(size)
+
+
+def model_identity(
+    name: str, pretrained: str | os.PathLike | None, model: torch.nn.Module, preprocess: Any
+) -> dict[str, Any]:
+    """What the embedding caches depend on: the model name, its weights (tag, or local file
+    and its SHA-256), the preprocessing and open_clip's version, plus the model's logit scale
+    (caption screening's softmax temperature). Written beside the caches (``model.json``)."""
+    mean, std, size = image_norm(model)
+    pretrained = None if pretrained in (None, "") else str(pretrained)
+    local = pretrained is not None and Path(pretrained).is_file()
+    scale = getattr(model, "logit_scale", None)
+    return {
+        "model": name,
+        "pretrained": pretrained,
+        "weights_sha256": file_sha256(pretrained) if local else None,
+        "open_clip": open_clip.__version__,
+        "image_size": size,
+        "image_mean": list(mean),
+        "image_std": list(std),
+        "preprocess": repr(preprocess),
+        "logit_scale": float(scale.exp().item()) if scale is not None else 100.0,
+    }

@@ -28,13 +28,25 @@ def mean_per_stimulus(
 
 
 def text_embeddings(
-    caption_emb: np.ndarray, caption_index: pd.DataFrame
+    caption_emb: np.ndarray, caption_index: pd.DataFrame, choice: str = "mean"
 ) -> tuple[np.ndarray, list[str]]:
-    """One text target per image: the L2-normalised mean of its caption embeddings.
+    """One text target per image: the L2-normalised mean of its caption embeddings, or with
+    ``choice="best"`` its most likely caption (the screening's ``rank`` 1; without a ``rank``
+    column, its first row). Closed-form mappers use this for ``fit.training.caption``: a
+    least-squares fit to every caption (``all``) or to a random one per epoch (``random``)
+    has the mean's solution when images have equally many captions, so those give the mean.
 
     Returns (targets (n_images, d), stimulus ids in sorted order).
     """
-    out, ids = mean_per_stimulus(caption_emb, caption_index)
+    if choice == "best":
+        index = caption_index.reset_index(drop=True)
+        rank = index["rank"] if "rank" in index else index.groupby("stim_id").cumcount() + 1
+        best = index[rank.to_numpy() == 1]
+        out, ids = mean_per_stimulus(caption_emb[best.index.to_numpy()], best)
+    elif choice in ("mean", "random", "all"):
+        out, ids = mean_per_stimulus(caption_emb, caption_index)
+    else:
+        raise ValueError(f"unknown caption choice {choice!r}: mean, random, best or all")
     return l2_normalize(out).astype(np.float32), ids
 
 
@@ -84,16 +96,18 @@ def decoding_targets(
     images: np.ndarray,
     images_index: pd.DataFrame,
     lowres_size: int,
+    caption: str = "mean",
 ) -> dict[str, tuple[np.ndarray, list[str]]]:
     """Every target a mapper predicts, as ``name -> (rows, stimulus ids)``.
 
-    ``image``: CLIP image embeddings; ``text``: mean caption embedding per image; ``lowres``:
+    ``image``: CLIP image embeddings; ``text``: the captions' target per image
+    (``text_embeddings`` with ``caption``); ``lowres``:
     the downsampled image of the two-stage first guess. Mappers align rows to their voxel
     matrix by id with ``align``; the ``truth`` mapper writes these rows themselves.
     """
     return {
         "image": (image_emb, list(image_index["stim_id"])),
-        "text": text_embeddings(caption_emb, caption_index),
+        "text": text_embeddings(caption_emb, caption_index, caption),
         "lowres": (lowres_targets(images, lowres_size), list(images_index["stim_id"])),
     }
 

@@ -59,15 +59,22 @@ class Phase:
     prepare: Callable[[torch.nn.Module], Any] | None = None
 
 
+#: how a row's text target is made from its captions (``subject_data`` also takes "all")
+CAPTION_CHOICES = ("mean", "random", "best")
+
+
 @dataclass
 class MapperData:
     """Training or validation rows of one subject: voxels, their targets and caption choices.
 
     ``x`` (n, p) float32 voxels; ``targets`` name -> (n, d) float32 (``image``, ``lowres``
-    ...); ``captions`` one (k_i, d) array per row (the image's caption embeddings): batch key
-    ``text`` is a random caption per row and epoch when ``caption == "random"`` (Mind
-    Reader), else the L2-normalised mean of them (fixed). ``unpaired`` (m, d): embeddings
-    without fMRI for ``unpaired`` phases.
+    ...); ``captions`` one (k_i, d) array per row (the image's kept caption embeddings, most
+    likely first): batch key ``text`` is a random caption per row and epoch when ``caption ==
+    "random"`` (Mind Reader), the first (best) one for ``"best"``, else the L2-normalised mean
+    of them (fixed). ``unpaired`` (m, d): embeddings without fMRI for ``unpaired`` phases.
+    ``image_views`` (n, V, d): embeddings of augmented views of each row's image; with them,
+    each epoch's ``image`` target is the image or one of its views, drawn per row (Mind
+    Reader's augmentation); evaluation always uses the image itself.
     """
 
     x: np.ndarray
@@ -75,6 +82,7 @@ class MapperData:
     captions: list[np.ndarray] | None = None
     caption: str = "mean"
     unpaired: np.ndarray | None = None
+    image_views: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.x)
@@ -85,8 +93,12 @@ class MapperData:
                 raise DataError(f"mapper training: target {name} has {len(t)} rows, voxels {n}")
         if self.captions is not None and len(self.captions) != n:
             raise DataError(f"mapper training: {len(self.captions)} caption sets for {n} rows")
-        if self.caption not in ("mean", "random"):
-            raise ValueError(f"caption must be 'mean' or 'random', got {self.caption!r}")
+        if self.image_views is not None and (
+            self.image_views.ndim != 3 or len(self.image_views) != n or "image" not in self.targets
+        ):
+            raise DataError(f"mapper training: image views must be (n={n}, views, d)")
+        if self.caption not in CAPTION_CHOICES:
+            raise ValueError(f"caption must be one of {CAPTION_CHOICES}, got {self.caption!r}")
 
     def text(self, rng: np.random.Generator | None) -> np.ndarray | None:
         """One text target per row: a random caption (``rng`` given, caption random) or the
@@ -95,6 +107,8 @@ class MapperData:
             return None
         if self.caption == "random" and rng is not None:
             return np.stack([c[rng.integers(len(c))] for c in self.captions]).astype(np.float32)
+        if self.caption == "best":
+            return np.stack([c[0] for c in self.captions]).astype(np.float32)
         mean = np.stack([c.mean(axis=0) for c in self.captions])
         norm = np.linalg.norm(mean, axis=1, keepdims=True)
         return (mean / np.where(norm > 0, norm, 1.0)).astype(np.float32)
@@ -102,6 +116,10 @@ class MapperData:
     def tensors(self, rng: np.random.Generator | None) -> dict[str, np.ndarray]:
         """The paired arrays of one epoch (``x``, each target, ``text``)."""
         out = {"x": self.x, **self.targets}
+        if self.image_views is not None and rng is not None:  # the image or one of its views
+            pick = rng.integers(0, self.image_views.shape[1] + 1, len(self.x))
+            views = self.image_views[np.arange(len(self.x)), np.maximum(pick - 1, 0)]
+            out["image"] = np.where((pick > 0)[:, None], views, self.targets["image"])
         text = self.text(rng)
         if text is not None:
             out["text"] = text

@@ -36,6 +36,7 @@ from fmridecode.io import DataError, run_key
 from fmridecode.mappers import TRAINABLE, losses, nets
 from fmridecode.mappers.targets import align
 from fmridecode.mappers.training import (
+    CAPTION_CHOICES,
     Batch,
     MapperData,
     Phase,
@@ -324,10 +325,19 @@ def subject_data(
     seed: int,
     caption: str = "random",
     extra_targets: dict[str, tuple[np.ndarray, list[str]]] | None = None,
+    image_views: tuple[np.ndarray, list[str]] | None = None,
 ) -> tuple[MapperData, MapperData, dict[str, np.ndarray], dict[str, pd.DataFrame]]:
     """One subject's training and validation data (validation: a seeded ``validation``
     fraction of the training images) and the test/validation voxels with their ids.
     ``extra_targets``: more targets as ``name -> (rows, stimulus ids)`` (e.g. ``lowres``).
+
+    ``caption``: the training rows' text target (``MapperData``: mean, random, best), or
+    ``all``: every caption of an image is a training pair of its own (its voxels repeated).
+    An image's captions are ordered most likely first when the index has the screening's
+    ``rank`` (else by row). Validation rows always use the mean caption.
+
+    ``image_views``: embeddings of augmented views, ``(rows (m, V, d), stimulus ids)``; the
+    training rows get theirs (``MapperData.image_views``), validation rows never.
 
     Unpaired embeddings (BrainCLIP's VAE decoder): every cached image embedding that is
     neither a test nor a validation image of this subject.
@@ -339,7 +349,13 @@ def subject_data(
     rows = {"train": (split == "train") & ~is_val, "val": is_val, "test": split == "test"}
     if not rows["test"].any():
         raise DataError("mapper training: the voxel index has no test rows")
-    groups = caption_index.reset_index(drop=True).groupby("stim_id", sort=False).indices
+    if caption not in (*CAPTION_CHOICES, "all"):
+        raise ValueError(f"caption must be one of {(*CAPTION_CHOICES, 'all')}, got {caption!r}")
+    cap_index = caption_index.reset_index(drop=True)
+    groups = cap_index.groupby("stim_id", sort=False).indices
+    if "rank" in cap_index:  # most likely caption first
+        rank = cap_index["rank"].to_numpy()
+        groups = {s: r[np.argsort(rank[r], kind="stable")] for s, r in groups.items()}
     image_ids = image_index["stim_id"].astype(str).tolist()
     x32 = np.asarray(X, dtype=np.float32)
 
@@ -352,8 +368,8 @@ def subject_data(
         held = set(ids[rows["test"] | rows["val"]])
         unpaired_ids = [s for s in image_ids if s not in held]
         targets = {"image": align(image_emb, image_ids, wanted, "image embeddings")}
-        for name, (rows_, ids_) in (extra_targets or {}).items():
-            targets[name] = np.asarray(align(rows_, ids_, wanted, f"{name} targets"), np.float32)
+        for extra, (rows_, ids_) in (extra_targets or {}).items():
+            targets[extra] = np.asarray(align(rows_, ids_, wanted, f"{extra} targets"), np.float32)
         return MapperData(
             x=x32[sel],
             targets=targets,
@@ -361,9 +377,23 @@ def subject_data(
             caption=cap,
             unpaired=align(image_emb, image_ids, unpaired_ids if name == "train" else
                            sorted(set(ids[sel])), "image embeddings"),
+            image_views=None if image_views is None or name != "train" else
+            np.asarray(align(image_views[0], image_views[1], wanted, "augmented views"),
+                       np.float32),
         )  # fmt: skip
 
-    train, val = part("train", caption), part("val", "mean")
+    train, val = part("train", "best" if caption == "all" else caption), part("val", "mean")
+    if caption == "all":  # one row per (image, caption): voxels and targets repeated
+        reps = np.array([len(c) for c in train.captions])
+        train = MapperData(
+            x=np.repeat(train.x, reps, axis=0),
+            targets={k: np.repeat(v, reps, axis=0) for k, v in train.targets.items()},
+            captions=[c[i : i + 1] for c in train.captions for i in range(len(c))],
+            caption="best",
+            unpaired=train.unpaired,
+            image_views=None if train.image_views is None else
+            np.repeat(train.image_views, reps, axis=0),
+        )  # fmt: skip
     eval_x = {k: x32[rows[k]] for k in ("val", "test")}
     eval_index = {
         k: vindex.loc[rows[k], ["stim_id"]].reset_index(drop=True) for k in ("val", "test")
@@ -396,8 +426,9 @@ def fit_mapper(
         torch.manual_seed(epoch_seed(seed, INIT_PHASE + i, 0))  # the initial weights
         model = p.build()
         key = run_key(
-            train.x, *train.targets.values(), val.x, mapper, p.name, hp, batch_size, patience, seed
-        )
+            train.x, *train.targets.values(), val.x, mapper, p.name, hp, batch_size, patience, seed,
+            *([] if train.image_views is None else [train.image_views]),
+        )  # fmt: skip
         res = train_phases(
             model, p.phases, train, val, batch_size=batch_size, patience=patience,
             seed=seed + 1000 * i, checkpoint=Path(partial) / f"{p.name}.pt", key=key,
