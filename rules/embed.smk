@@ -4,13 +4,18 @@
 rule train_clip:
     """Train the small open_clip dual encoder on the non-test stimuli and their captions."""
     input:
-        lib("embeddings/model.py", "embeddings/train.py"),
+        lib("embeddings/model.py", "embeddings/train.py", "report/figures.py"),
         images=stim("images.npy"),
         images_index=stim("images.index.parquet"),
         captions=stim("captions.parquet"),
     output:
         checkpoint=f"{OUT}/models/clip/checkpoint.pt",
         stats=f"{OUT}/models/clip/train_stats.json",
+        curve=report(
+            f"{OUT}/models/clip/curve.png",
+            category="Embeddings",
+            labels={"model": "CLIP (trained here)"},
+        ),
     log:
         f"{OUT}/logs/train_clip.log",
     benchmark:
@@ -103,7 +108,8 @@ rule screen_captions:
 
 rule embed_views:
     """Mind Reader's augmentation: CLIP embeddings of augmented views of every non-test
-    image, clamped like the image cache (extra image targets for the trainable mappers)."""
+    image, clamped like the image cache (extra image targets for the trainable mappers).
+    """
     input:
         lib(
             "embeddings/augment.py",
@@ -173,7 +179,8 @@ rule embed_tokens:
 
 rule embed_classes:
     """Zero-shot class embeddings: every category name in the 18 prompt templates, encoded
-    with the CLIP model and averaged per class; or after learned context vectors (CoOp)."""
+    with the CLIP model and averaged per class; or after learned context vectors (CoOp).
+    """
     input:
         lib(
             "embeddings/model.py",
@@ -181,13 +188,21 @@ rule embed_classes:
             "embeddings/prompts.py",
             "embeddings/tokens.py",
             "mappers/targets.py",
+            "metrics/zero_shot.py",
+            "metrics/decoding.py",
         ),
         checkpoint=clip_checkpoint(),
         categories=stim("categories.parquet"),
         context=[config["embed"]["context"]] if config["embed"]["context"] else [],
+        image=rules.embed.output.image,
+        image_index=rules.embed.output.image_index,
+        caption=CAPTIONS,
+        caption_index=CAPTIONS_INDEX,
+        labels=stim("labels.parquet"),
     output:
         classes=f"{OUT}/embed/classes.npy",
         classes_index=f"{OUT}/embed/classes.index.parquet",
+        quality=f"{OUT}/embed/classes_quality.json",
     log:
         f"{OUT}/logs/embed_classes.log",
     conda:

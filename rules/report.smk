@@ -45,7 +45,10 @@ rule report:
         noise=noise_table(),
         analyses=analysis_figures(),
         retrieval=retrieval_figures(),
-        curves=expand(
+        curves=(
+            [] if config["embed"]["pretrained"] else [f"{OUT}/models/clip/curve.png"]
+        )
+        + expand(
             f"{OUT}/fit/sub-{{subject}}/{{mapper}}/curve.png",
             subject=SUBJECTS,
             mapper=[m for m in config["fit"]["mappers"] if m in TRAINABLE_MAPPERS],
@@ -59,6 +62,7 @@ rule report:
             f"{OUT}/models/generator-tiny_stats.json",
             f"{OUT}/embed/quality.json",
             f"{OUT}/embed/screening.json",
+            f"{OUT}/embed/classes_quality.json",
         ],
     output:
         html=report(f"{OUT}/report/report.html", category="Report"),

@@ -236,7 +236,7 @@ def test_every_mapper_is_trained_and_scored(tiny_run):
     for _, g in weights.groupby("target"):
         assert g["weight"].sum() == pytest.approx(1.0) and (g["weight"] >= 0).all()
     report = (tiny_run / OUT / "report/report.html").read_text()
-    assert "Mappers ranked" in report and "Mapper training curves" in report
+    assert "Mappers ranked" in report and "Training curves (CLIP, mappers)" in report
 
 
 def test_gru_first_guess_feeds_two_stage_generation(tiny_run, tmp_path):
@@ -362,7 +362,8 @@ def test_clip_model_change_reembeds_and_screening_change_does_not(tiny_run, tmp_
     changed.write_text(yaml.safe_dump(cfg))
     jobs = scheduled_jobs(snakemake(tiny_run, "--dry-run", configfiles=[changed]))
     assert jobs.get("screen_captions") == 1 and {"fit_ridge", "fit"} <= set(jobs), jobs
-    assert not {"train_clip", "embed", "embed_classes", "roi"} & set(jobs), jobs
+    # embed_classes reruns only for its quality file (the text zero-shot uses kept captions)
+    assert not {"train_clip", "embed", "embed_views", "roi"} & set(jobs), jobs
 
 
 def test_caption_screening_keeps_specific_captions_on_the_simulator(tiny_run):
@@ -574,7 +575,8 @@ def test_snakemake_report_builds_with_every_category(tiny_run, tmp_path):
     out = tmp_path / "snakemake_report.html"
     snakemake(tiny_run, "--report", str(out), configfiles=[TINY])
     html = out.read_text()
-    for category in ("Metrics", "Reconstructions", "GLM", "Mappers", "Analyses", "Retrieval"):
+    categories = ("Metrics", "Reconstructions", "GLM", "Mappers", "Analyses", "Retrieval")
+    for category in (*categories, "Embeddings"):
         assert category in html, category
     assert "noise_ceiling.png" in html and "grid.png" in html
     assert "hrf_index.png" in html and "sub-01_ridge.png" in html  # GLM maps, retrieval

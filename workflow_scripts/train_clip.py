@@ -1,9 +1,11 @@
 """Rule train_clip: train the small open_clip model on the non-test stimuli."""
 
 import numpy as np
+import pandas as pd
 
 from fmridecode.embeddings.train import train_clip
-from fmridecode.io import load_indexed, read_parquet, write_json
+from fmridecode.io import atomic_path, load_indexed, read_parquet, write_json
+from fmridecode.report.figures import training_curve_figure
 from fmridecode.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -27,6 +29,12 @@ stats = train_clip(
 )
 stats["n_train_images"] = int(np.sum(keep))
 write_json(stats, smk.output.stats)
+losses = stats["loss_per_epoch"]
+curve = pd.DataFrame({"epoch": range(1, len(losses) + 1), "train_loss": losses,
+                      "val_loss": float("nan"), "model": smk.params.model,
+                      "phase": "contrastive"})  # fmt: skip
+with atomic_path(smk.output.curve) as tmp:
+    tmp.write_bytes(training_curve_figure(curve, "CLIP trained on the non-test stimuli"))
 log.info(
     "trained on %d images: %s", int(np.sum(keep)), {k: stats[k] for k in stats if "curve" not in k}
 )

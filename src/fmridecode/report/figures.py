@@ -172,16 +172,17 @@ def retrieval_examples_figure(
 
 def training_curve_figure(curve: pd.DataFrame, title: str) -> bytes:
     """PNG bytes: train and validation loss per epoch, one panel per network and phase, the
-    kept (best validation) epoch marked."""
+    kept (best validation) epoch marked (``val_loss`` may be NaN throughout: train only)."""
     panels = list(curve.groupby(["model", "phase"], sort=False))
     fig, axes = plt.subplots(
         1, max(len(panels), 1), figsize=(3.4 * max(len(panels), 1), 3.0), squeeze=False
     )
     for ax, ((model, phase), g) in zip(axes[0], panels, strict=False):
         ax.plot(g["epoch"], g["train_loss"], label="train")
-        ax.plot(g["epoch"], g["val_loss"], label="validation")
-        best = g.loc[g["val_loss"].idxmin()]
-        ax.axvline(best["epoch"], color="gray", ls=":", lw=1)
+        if g["val_loss"].notna().any():  # a model trained without a validation split has none
+            ax.plot(g["epoch"], g["val_loss"], label="validation")
+            best = g.loc[g["val_loss"].idxmin()]
+            ax.axvline(best["epoch"], color="gray", ls=":", lw=1)
         ax.set(title=f"{model}: {phase}", xlabel="epoch", ylabel="loss")
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)

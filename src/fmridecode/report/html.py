@@ -325,7 +325,7 @@ def render_report(
         ]
         parts += [_img_tag(Path(r).read_bytes(), Path(r).stem) for r in retrieval]
     if curves:
-        parts += ["<h2>Mapper training curves</h2>"]
+        parts += ["<h2>Training curves (CLIP, mappers)</h2>"]
         parts += [_img_tag(Path(c).read_bytes(), str(c)) for c in curves]
     if analyses:
         parts += [
