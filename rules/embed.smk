@@ -59,6 +59,8 @@ rule embed:
         quality=f"{OUT}/embed/quality.json",
     log:
         f"{OUT}/logs/embed.log",
+    benchmark:
+        f"{OUT}/benchmarks/embed.tsv"
     conda:
         "../envs/torch.yaml"
     threads: 2
@@ -126,6 +128,8 @@ rule embed_views:
         views_index=f"{OUT}/embed/image_views.index.parquet",
     log:
         f"{OUT}/logs/embed_views.log",
+    benchmark:
+        f"{OUT}/benchmarks/embed_views.tsv"
     conda:
         "../envs/torch.yaml"
     threads: 2
@@ -157,6 +161,8 @@ rule embed_tokens:
         out_index=f"{OUT}/embed/{{what}}_tokens.index.parquet",
     log:
         f"{OUT}/logs/embed_tokens_{{what}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/embed_tokens/{{what}}.tsv"
     wildcard_constraints:
         what="image|caption",
     conda:

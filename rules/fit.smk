@@ -30,6 +30,8 @@ rule fit_ridge:
         val_text_index=f"{OUT}/fit/sub-{{subject}}/ridge/val_text.index.parquet",
     log:
         f"{OUT}/logs/fit/sub-{{subject}}_ridge.log",
+    benchmark:
+        f"{OUT}/benchmarks/fit_ridge/sub-{{subject}}.tsv"
     conda:
         "../envs/torch.yaml"
     threads: 2

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import subprocess
 
 import nibabel as nib
 import numpy as np
@@ -16,6 +18,7 @@ import pytest
 import yaml
 from workflow_helpers import REPO, TINY, scheduled_jobs, snakemake
 
+from fmridecode.datasets.synthetic import design_summary
 from fmridecode.io import load_indexed
 
 pytestmark = pytest.mark.workflow
@@ -314,12 +317,28 @@ def test_outputs_are_consistent(tiny_run):
     assert "Headline metrics" in html and "data:image/png;base64" in html
 
 
-def test_rerun_schedules_nothing(tiny_run):
+def test_invalidation_none_without_a_change(tiny_run):
+    """A second run of an unchanged workflow schedules nothing: no embedding, no fit."""
     proc = snakemake(tiny_run, "--dry-run", configfiles=[TINY])
     assert scheduled_jobs(proc) == {}
 
 
-def test_ridge_change_reruns_only_downstream(tiny_run, tmp_path):
+def test_invalidation_glm_option_reruns_the_glm_and_what_follows(tiny_run, tmp_path):
+    """A GLM option reruns every session's GLM and everything fed by the betas, and neither
+    the simulation nor the CLIP and diffusion models (they never see the betas)."""
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["glm"] = {"n_pcs": 3}
+    changed = tmp_path / "glm.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    jobs = scheduled_jobs(snakemake(tiny_run, "--dry-run", configfiles=[changed]))
+    n_sessions = sum(len(s) for s in design_summary("tiny")["sessions"].values())
+    assert jobs.get("glm") == n_sessions and {"roi", "fit_ridge", "fit", "metrics_all"} <= set(jobs)
+    untouched = {"simulate_stimuli", "simulate_subject", "train_clip", "embed", "embed_classes",
+                 "screen_captions", "embed_views", "train_generator"}  # fmt: skip
+    assert not untouched & set(jobs), jobs
+
+
+def test_invalidation_ridge_change_reruns_only_downstream(tiny_run, tmp_path):
     cfg = yaml.safe_load(TINY.read_text())
     base = yaml.safe_load((REPO / "config.yaml").read_text())
     cfg["fit"]["ridge"] = {**base["fit"]["ridge"], "alphas": [10.0, 1000.0]}
@@ -332,7 +351,7 @@ def test_ridge_change_reruns_only_downstream(tiny_run, tmp_path):
     assert "fit" not in jobs and jobs.get("fit_fusion") == 2  # networks kept; fusion uses ridge
 
 
-def test_one_mapper_change_reruns_only_that_mapper(tiny_run, tmp_path):
+def test_invalidation_one_mapper_change_reruns_only_that_mapper(tiny_run, tmp_path):
     """A hyperparameter of one network (gru, not fused) reruns its fit and scores, nothing
     of the other mappers, and no generation (generators use ridge)."""
     cfg = yaml.safe_load(TINY.read_text())
@@ -346,7 +365,7 @@ def test_one_mapper_change_reruns_only_that_mapper(tiny_run, tmp_path):
     assert "mapper=gru" in proc.stdout and "mapper=brainclip" not in proc.stdout
 
 
-def test_clip_model_change_reembeds_and_screening_change_does_not(tiny_run, tmp_path):
+def test_invalidation_clip_model_change_reembeds_and_screening_change_does_not(tiny_run, tmp_path):
     """The CLIP model is part of the caches' key: another model re-embeds (and everything
     downstream) and leaves the GLM and ROI stages alone; a screening setting reruns the
     screening and what uses text targets, never the embedding itself."""
@@ -379,6 +398,47 @@ def test_caption_screening_keeps_specific_captions_on_the_simulator(tiny_run):
     clamped = pd.read_parquet(out / "clamped.parquet")
     assert set(clamped["modality"]) <= {"image", "caption"}
     assert (clamped["max_abs_over_scale"] > 6.0).all()  # embed.clamp: 6 x the typical RMS
+
+
+def test_slurm_profile_sends_every_job_through_sbatch(tiny_run, tmp_path):
+    """profiles/slurm on a real single-node SLURM (Debian's slurm-wlm, started by the test):
+    the tiny config's path to one session's betas (simulation, GLM), every job submitted
+    with sbatch, gives the local run's outputs."""
+    pytest.importorskip("snakemake_executor_plugin_slurm", reason="pip install -e '.[test]'")
+    from slurm_helpers import SlurmUnavailable, single_node_slurm
+
+    target = f"{OUT}/glm/sub-01/ses-01/betas_type-C.nii.gz"
+    work = tmp_path / "work"
+    work.mkdir()
+    planned = scheduled_jobs(snakemake(work, "--dry-run", target, configfiles=[TINY]))
+    n_jobs = sum(planned.values())
+    assert n_jobs == 3 and "glm" in planned, planned
+    try:
+        slurm = single_node_slurm(tmp_path / "spool")
+        slurm.__enter__()
+    except SlurmUnavailable as e:
+        pytest.skip(f"no SLURM on this machine: {e}")
+    try:
+        proc = snakemake(
+            work, "--profile", str(REPO / "profiles" / "slurm"), target,
+            "--slurm-status-command", "squeue",  # no slurmdbd here, so no sacct
+            "--slurm-init-seconds-before-status-checks", "2", "--slurm-no-account",
+            configfiles=[TINY], timeout=600,
+        )  # fmt: skip
+        jobs = subprocess.run(
+            ["squeue", "-h", "-t", "all", "-o", "%j %T"], capture_output=True, text=True
+        ).stdout.split("\n")
+    finally:
+        slurm.__exit__(None, None, None)
+    log = proc.stdout + proc.stderr
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
+    assert len(submitted) == n_jobs, log[-3000:]  # every job went through sbatch
+    assert sum("COMPLETED" in j for j in jobs) == n_jobs, jobs
+    ours = np.asanyarray(nib.load(work / target).dataobj)
+    local = np.asanyarray(nib.load(tiny_run / target).dataobj)
+    np.testing.assert_allclose(ours, local, rtol=1e-6, atol=1e-6)
+    trials = f"{OUT}/glm/sub-01/ses-01/trials.parquet"
+    assert pd.read_parquet(work / trials).equals(pd.read_parquet(tiny_run / trials))
 
 
 def test_clip_checkpoint_loads_with_open_clip_and_pairs_held_out_captions(tiny_run):
@@ -473,6 +533,30 @@ def test_generation_cost_is_benchmarked(tiny_run):
     bench = tiny_run / OUT / "benchmarks/generate/sub-01/ridge/tiny_family.tsv"
     row = pd.read_csv(bench, sep="\t").iloc[0]
     assert row["s"] > 0 and row["max_rss"] > 0
+
+
+def test_rule_cost_table_sums_the_benchmark_files(tiny_run):
+    """bench/rules.py: one row per benchmarked rule of the run, totals equal to the files'."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "rules.py"), str(tiny_run / OUT)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+        for line in proc.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith("| rule")
+    }
+    assert {"fit", "train_clip", "embed", "glm", "generate", "fit_ridge"} <= set(rows), rows
+    fit = [
+        pd.read_csv(f, sep="\t")["s"].sum() for f in (tiny_run / OUT / "benchmarks/fit").glob("*")
+    ]
+    assert int(rows["fit"][0]) == len(fit) and float(rows["fit"][1]) == pytest.approx(
+        sum(fit), abs=0.06
+    )
+    assert proc.stdout.strip().splitlines()[-1].startswith("rule cost:")
 
 
 def with_generator(tiny_run, tmp_path, name: str, settings: dict):
