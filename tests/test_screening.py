@@ -173,3 +173,34 @@ def test_image_views_are_drawn_per_row_and_epoch():
     np.testing.assert_array_equal(data.tensors(None)["image"], image)  # evaluation: the image
     with pytest.raises(DataError, match="image views"):
         MapperData(x, {"image": image}, image_views=views[:10])
+
+
+def test_augmented_view_embeddings_are_unit_norm_clamped_and_seeded(tmp_path):
+    import open_clip
+    import torch
+
+    from fmridecode.embeddings.cache import embed_views
+    from fmridecode.embeddings.model import create_untrained, image_norm
+    from fmridecode.embeddings.tokens import encode_images
+    from fmridecode.io import save_indexed
+    from fmridecode.mappers.zoo import load_image_views
+
+    torch.manual_seed(0)
+    model = create_untrained().eval()
+    mean, std, size = image_norm(model)
+    preprocess = open_clip.image_transform(size, is_train=False, mean=mean, std=std)
+    images = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    a = embed_views(model, preprocess, images, 2, seed=1)
+    dim = model.text_projection.shape[1]
+    assert a.shape == (3, 2, dim) and np.allclose(np.linalg.norm(a, axis=-1), 1)
+    np.testing.assert_array_equal(a, embed_views(model, preprocess, images, 2, seed=1))
+    raw, _ = encode_images(model, preprocess, images)
+    tight = float(np.quantile(np.abs(raw), 0.005))  # a threshold that clamps nearly every value
+    b = embed_views(model, preprocess, images, 2, seed=1, threshold=tight)
+    # clamped to +-tight before normalising: nearly every entry has the row's largest magnitude
+    share = np.isclose(np.abs(b), np.abs(b).max(axis=-1, keepdims=True), rtol=1e-5).mean()
+    assert share > 0.9 and not np.allclose(a, b), share
+    save_indexed(tmp_path / "views.npy", a, pd.DataFrame({"stim_id": ["x", "y", "z"]}))
+    emb, ids = load_image_views([str(tmp_path / "views.npy")])
+    assert ids == ["x", "y", "z"] and np.array_equal(emb, a)
+    assert load_image_views([]) is None

@@ -58,3 +58,19 @@ def test_prompt_ensemble_is_the_normalised_mean_over_templates():
     np.testing.assert_allclose(emb[1], mean / np.linalg.norm(mean), atol=1e-6)
     with pytest.raises(DataError, match="exactly one"):
         class_embeddings(model, tokenizer, ["x"], templates=["no slot"])
+
+
+def test_embedding_zero_shot_scores_the_true_embeddings():
+    from fmridecode.metrics.zero_shot import embedding_zero_shot
+
+    classes = ["cat", "dog", "car", "tree", "boat", "cup", "hat"]
+    class_emb = np.eye(7, dtype=np.float32)
+    # image i shows class i; its true embedding is near its class for a, b, and wrong for c
+    rows = np.eye(7, dtype=np.float32)[[0, 1, 3]] + 0.05
+    targets = {"image": (rows, ["a", "b", "c"])}
+    labels = {"a": {"cat"}, "b": {"dog"}, "c": {"car"}}
+    q = embedding_zero_shot(targets, labels, class_emb, classes, {"cat", "dog", "car"},
+                            ["a", "b", "c"])  # fmt: skip
+    assert q["clip_image_zero_shot_top1"] == pytest.approx(2 / 3)
+    assert q["clip_zero_shot_n"] == 3
+    assert q["clip_zero_shot_top1_chance"] == pytest.approx(1 / 7)

@@ -4,9 +4,8 @@ from fmridecode.embeddings.model import load_model
 from fmridecode.embeddings.prompts import TEMPLATES, class_embeddings
 from fmridecode.embeddings.tokens import class_embeddings_with_context, load_context
 from fmridecode.io import load_indexed, read_parquet, save_indexed, write_json
-from fmridecode.mappers.targets import align
 from fmridecode.metrics.decoding import load_truth
-from fmridecode.metrics.zero_shot import zero_shot_rows
+from fmridecode.metrics.zero_shot import embedding_zero_shot
 from fmridecode.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -33,13 +32,6 @@ log.info("%d classes (%d templates unless context); held out: %s", len(index), l
 truth = load_truth(smk.input.image, smk.input.caption, smk.output.classes, smk.input.labels)
 _, image_index = load_indexed(smk.input.image)
 test = list(image_index.loc[image_index["split"] == "test", "stim_id"])
-quality = {}
-for target, (rows, ids) in truth.targets.items():
-    true = align(rows, ids, test, f"{target} embeddings")
-    labels = [truth.labels.get(s, set()) for s in test]
-    for row in zero_shot_rows(true, labels, emb, names, set(held), {}):
-        quality[f"clip_{target}_{row['metric']}"] = row["value"]
-        quality[f"clip_{row['metric']}_chance"] = row.get("chance")
-        quality["clip_zero_shot_n"] = row["n"]
+quality = embedding_zero_shot(truth.targets, truth.labels, emb, names, set(held), test)
 write_json(quality, smk.output.quality)
 log.info("CLIP zero-shot on the test images' true embeddings: %s", quality)

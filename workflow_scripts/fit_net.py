@@ -16,7 +16,7 @@ from fmridecode.io import (
     write_parquet,
 )
 from fmridecode.mappers.targets import lowres_targets
-from fmridecode.mappers.zoo import fit_mapper, subject_data
+from fmridecode.mappers.zoo import fit_mapper, load_image_views, subject_data
 from fmridecode.report.figures import training_curve_figure
 from fmridecode.workflow import setup
 
@@ -26,17 +26,13 @@ p, t, mapper = smk.params, smk.params.training, smk.wildcards.mapper
 X, vindex = load_indexed(smk.input.voxels)
 image_emb, image_index = load_indexed(smk.input.image)
 caption_emb, caption_index = load_indexed(smk.input.caption)
-views = None
-if smk.input.views:  # Mind Reader's augmented views: extra image targets
-    view_emb, view_index = load_indexed(smk.input.views[0])
-    views = (view_emb, list(view_index["stim_id"]))
 extra = {}
 if p.targets == "lowres":  # the two-stage method's first stage: the low-res image
     images, stim_index = load_indexed(smk.input.images)
     extra["lowres"] = (lowres_targets(images, p.lowres_size), list(stim_index["stim_id"]))
 train, val, eval_x, eval_index = subject_data(
     X, vindex, image_emb, image_index, caption_emb, caption_index, p.validation, p.seed,
-    caption=t["caption"], extra_targets=extra, image_views=views,
+    caption=t["caption"], extra_targets=extra, image_views=load_image_views(smk.input.views),
 )  # fmt: skip
 device = resolve_device(t["device"])
 log.info(

@@ -5,7 +5,7 @@ import tempfile
 
 from fmridecode.devices import resolve_device
 from fmridecode.io import load_indexed
-from fmridecode.mappers.zoo import SUPERVISION, fit_mapper, subject_data
+from fmridecode.mappers.zoo import SUPERVISION, fit_mapper, load_image_views, subject_data
 from fmridecode.metrics.decoding import DecodingSettings, decoding_rows, load_truth
 from fmridecode.metrics.table import write_metrics
 from fmridecode.workflow import setup
@@ -16,13 +16,9 @@ p, t, w = smk.params, smk.params.training, smk.wildcards
 X, vindex = load_indexed(smk.input.voxels)
 image_emb, image_index = load_indexed(smk.input.image)
 caption_emb, caption_index = load_indexed(smk.input.caption)
-views = None
-if smk.input.views:  # Mind Reader's augmented views: extra image targets
-    view_emb, view_index = load_indexed(smk.input.views[0])
-    views = (view_emb, list(view_index["stim_id"]))
 train, val, eval_x, eval_index = subject_data(
     X, vindex, image_emb, image_index, caption_emb, caption_index, p.validation, p.seed,
-    caption=t["caption"], image_views=views,
+    caption=t["caption"], image_views=load_image_views(smk.input.views),
 )  # fmt: skip
 truth = load_truth(smk.input.image, smk.input.caption, smk.input.classes, smk.input.labels)
 rows = []

@@ -238,3 +238,34 @@ def write_token_caches(
         save_indexed_chunks(path, shape, dtype, blocks, idx)
         shapes[what] = list(shape)
     return shapes
+
+
+def embed_views(
+    model: torch.nn.Module,
+    preprocess: Any,
+    images: np.ndarray,
+    views: int,
+    seed: int,
+    *,
+    crop: float = 0.7,
+    jitter: float = 0.1,
+    threshold: float | None = None,
+    batch_size: int = 256,
+    workers: int = 0,
+    progress: bool = False,
+) -> np.ndarray:
+    """(N, views, D) unit-norm embeddings of augmented views of (N, H, W, 3) images
+    (``augment.augment_images``), raw values clamped to +-``threshold`` first (the image
+    cache's clamp, ``write_caches``'s ``clamp_threshold_image``) so views and images share
+    one space."""
+    from fmridecode.embeddings.augment import augment_images
+    from fmridecode.embeddings.tokens import encode_images
+
+    aug = augment_images(check_images(images), views, seed, crop, jitter)
+    raw, _ = encode_images(
+        model, preprocess, aug.reshape(-1, *aug.shape[2:]), batch_size=batch_size,
+        workers=workers, progress=progress,
+    )  # fmt: skip
+    if threshold is not None:
+        raw = np.clip(raw, -threshold, threshold)
+    return unit_rows(raw).reshape(len(aug), views, -1)

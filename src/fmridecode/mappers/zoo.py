@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fmridecode.io import DataError, run_key
+from fmridecode.io import DataError, load_indexed, run_key
 from fmridecode.mappers import TRAINABLE, losses, nets
 from fmridecode.mappers.targets import align
 from fmridecode.mappers.training import (
@@ -312,6 +312,15 @@ class FitResult:
     curve: pd.DataFrame
     stops: dict[str, dict[str, str]]
     resumed: dict[str, str | None]
+
+
+def load_image_views(paths: list[str] | tuple[str, ...]) -> tuple[np.ndarray, list[str]] | None:
+    """The augmented views' cache (rule ``embed_views``) as ``subject_data`` takes it, or None
+    when the rule was given none (``embed.augment.views: 0``)."""
+    if not paths:
+        return None
+    emb, index = load_indexed(paths[0])
+    return emb, list(index["stim_id"].astype(str))
 
 
 def subject_data(

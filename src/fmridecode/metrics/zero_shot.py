@@ -66,3 +66,28 @@ def zero_shot_rows(
             chance.append(1 - comb(c - h, k) / comb(c, k))
         rows.append({**row, "value": float(np.mean(hits)), "chance": float(np.mean(chance))})
     return rows
+
+
+def embedding_zero_shot(
+    targets: Mapping[str, tuple[np.ndarray, Sequence[str]]],
+    labels: Mapping[str, set[str]],
+    class_emb: np.ndarray,
+    classes: Sequence[str],
+    held_out: set[str],
+    ids: Sequence[str],
+) -> dict[str, float | int | None]:
+    """Zero-shot top-1/5 of the true embeddings (``target -> (rows, stimulus ids)``) of the
+    images ``ids``: the CLIP space's own accuracy, the ceiling of decoded embeddings. Flat
+    keys ``clip_<target>_zero_shot_top<k>``, ``clip_zero_shot_top<k>_chance``,
+    ``clip_zero_shot_n``."""
+    from fmridecode.mappers.targets import align
+
+    out: dict[str, float | int | None] = {}
+    image_labels = [labels.get(s, set()) for s in ids]
+    for target, (rows, row_ids) in targets.items():
+        true = align(rows, list(row_ids), list(ids), f"{target} embeddings")
+        for row in zero_shot_rows(true, image_labels, class_emb, classes, held_out, {}):
+            out[f"clip_{target}_{row['metric']}"] = row["value"]
+            out[f"clip_{row['metric']}_chance"] = row.get("chance")
+            out["clip_zero_shot_n"] = row["n"]
+    return out
