@@ -20,7 +20,17 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 include: "rules/common.smk"
-include: "rules/simulate.smk"
+
+
+if KIND == "synthetic":
+
+    include: "rules/simulate.smk"
+
+else:
+
+    include: "rules/source.smk"
+
+
 include: "rules/glm.smk"
 include: "rules/roi.smk"
 include: "rules/embed.smk"
@@ -31,16 +41,35 @@ include: "rules/metrics.smk"
 include: "rules/report.smk"
 
 
+#: every configured ROI matrix of every subject: the end of the data stages
+VOXELS = expand(
+    f"{OUT}/roi/sub-{{subject}}/{{roi}}/voxels.npy",
+    subject=SUBJECTS,
+    roi=config["roi"]["sets"],
+)
+
+
 rule all:
-    """The metric tables of the whole run, the report, and every configured ROI matrix."""
+    """The metric tables of the whole run, the report, and every configured ROI matrix.
+    On a real dataset (source.kind nsd or bids): the data stages (rule data)."""
     default_target: True
     input:
-        f"{OUT}/metrics.parquet",
-        f"{OUT}/report/report.html",
-        noise_table(),
-        token_caches(),
-        expand(
-            f"{OUT}/roi/sub-{{subject}}/{{roi}}/voxels.npy",
-            subject=SUBJECTS,
-            roi=config["roi"]["sets"],
+        (
+            [
+                f"{OUT}/metrics.parquet",
+                f"{OUT}/report/report.html",
+                noise_table(),
+                token_caches(),
+            ]
+            if KIND == "synthetic"
+            else []
         ),
+        VOXELS,
+        stim("images.npy"),
+
+
+rule data:
+    """The data stages only: the stimulus set and every subject's ROI voxel matrices."""
+    input:
+        VOXELS,
+        stim("images.npy"),

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from fmridecode.config import canonicalise, validate_config
-from fmridecode.datasets.synthetic import design_summary
+from fmridecode.datasets.sources import nsd_layout, subjects_and_sessions
 from fmridecode.mappers import TRAINABLE
 
 validate_config(config, Path(workflow.basedir) / "config.schema.yaml")
@@ -12,9 +12,11 @@ canonicalise(config)  # key order in a config file must not look like a params c
 #: every output lives under <results>/<dataset>/
 OUT = f"{config['results']}/{config['dataset']}"
 
-DESIGN = design_summary(config["simulate"]["size"])
-SUBJECTS = DESIGN["subjects"]
-SESSIONS = DESIGN["sessions"]
+#: synthetic | nsd | bids (source.kind)
+KIND = config["source"]["kind"]
+#: NSD's released betas go straight to the roi stage; everything else goes through glm
+NSD_BETAS = KIND == "nsd" and config["source"]["nsd"]["entry"] == "betas"
+SUBJECTS, SESSIONS = subjects_and_sessions(config)
 LIB = Path(workflow.basedir) / "src" / "fmridecode"
 #: the mappers trained by rule fit (ridge, fusion and truth have rules of their own)
 TRAINABLE_MAPPERS = list(TRAINABLE)
@@ -23,8 +25,8 @@ GLM_BETA_TYPES = [t for t in config["glm"]["types"] if t != "A"]
 
 
 wildcard_constraints:
-    subject="[0-9]+",
-    session="[0-9]+",
+    subject="[A-Za-z0-9]+",
+    session="[A-Za-z0-9]+",
     roi="[A-Za-z0-9-]+",
     mapper="[a-z0-9_]+",
     generator="[a-z0-9_]+",
@@ -67,6 +69,50 @@ def glm_inputs(w):
             f"{OUT}/glm/sub-{w.subject}/ses-{{session}}/trials.parquet",
             session=sessions_of(w.subject),
         ),
+    }
+
+
+def session_betas(w):
+    """What the roi stage reads for one subject: every session's single-trial betas (the
+    glm stage's, or NSD's released files) and their trial tables."""
+    if not NSD_BETAS:
+        return glm_inputs(w)
+    layout = nsd_layout(config["source"]["nsd"])
+    return {
+        "betas": [str(layout.betas_file(w.subject, s)) for s in sessions_of(w.subject)],
+        "trials": [f"{OUT}/nsd/sub-{w.subject}/trials.parquet"],
+    }
+
+
+def glm_sources(w):
+    """A subject-session's BOLD runs, events and brain mask (synthetic: its BIDS folder)."""
+    from fmridecode.datasets.sources import session_brain_mask, session_runs
+
+    if KIND == "synthetic":
+        return {
+            "bids": f"{OUT}/bids/sub-{w.subject}",
+            "sidecar": f"{OUT}/bids/task-images_bold.json",
+        }
+    runs = session_runs(config, w.subject, w.session, f"{OUT}/bids")
+    return {
+        "bold": [str(r.bold_path) for r in runs],
+        "events": [str(r.events_path) for r in runs],
+        "brain_mask": str(
+            session_brain_mask(config, w.subject, w.session, f"{OUT}/bids")
+        ),
+    }
+
+
+def roi_files(w):
+    """The label images of a configured ROI (real datasets), so that a new file reruns it."""
+    if KIND == "synthetic":
+        return {"bids": f"{OUT}/bids/sub-{w.subject}"}
+    root = config["source"][KIND]["root"]
+    files = config["roi"]["definitions"][w.roi]["files"]
+    return {
+        "roi_files": [
+            str(Path(root) / f.replace("{subject}", w.subject)) for f in files
+        ]
     }
 
 

@@ -16,9 +16,10 @@ rule glm:
             "glm/outputs.py",
             "glm/official.py",
             "glm/backend.py",
+            "datasets/nsd.py",
+            "datasets/sources.py",
         ),
-        bids=f"{OUT}/bids/sub-{{subject}}",
-        sidecar=f"{OUT}/bids/task-images_bold.json",
+        unpack(glm_sources),
     output:
         betas=expand(
             f"{OUT}/glm/sub-{{{{subject}}}}/ses-{{{{session}}}}/betas_type-{{t}}.nii.gz",
@@ -52,7 +53,8 @@ rule glm:
         mem_mb=4000,
         runtime=30,
     params:
-        bids_dir=parent_of("bids"),
+        synthetic_root=f"{OUT}/bids",
+        source=config["source"],
         glm=config["glm"],
         beta_types=GLM_BETA_TYPES,
     script:

@@ -7,10 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fmridecode.io import DataError, write_parquet
+from fmridecode.io import DataError
 from fmridecode.roi import (
     average_repeats,
-    build_voxel_matrix,
     extract,
     roi_mask,
     roi_names,
@@ -157,46 +156,3 @@ def test_average_repeats_sorted_with_counts():
         average_repeats(X, trials, {**split_of, "c": "pool"})
     with pytest.raises(DataError, match="4 trials but X has 5"):
         average_repeats(X, trials.iloc[:4], split_of)
-
-
-def test_build_voxel_matrix_chains_the_steps(tmp_path):
-    rng = np.random.default_rng(1)
-    mask = np.zeros(SHAPE, np.uint8)
-    mask[1:3, 1:4, 1] = 1  # 6 voxels
-    _save(mask, tmp_path / "mask.nii.gz")
-    stims = [["s1", "s2", "s1", "s3"], ["s2", "s3", "s4"]]
-    betas_paths, trial_paths, blocks = [], [], []
-    for ses, ids in enumerate(stims, start=1):
-        data = (rng.normal(size=(*SHAPE, len(ids))) * ses + 10 * ses).astype(np.float32)
-        p = tmp_path / f"ses-{ses:02d}" / "betas.nii.gz"
-        _save(data, p)
-        betas_paths.append(p)
-        t = pd.DataFrame(
-            {
-                "trial": range(len(ids)),
-                "session": f"{ses:02d}",
-                "run": 1,
-                "onset": np.arange(len(ids)) * 4.0,
-                "stim_id": ids,
-            }
-        )
-        write_parquet(t.iloc[::-1], tmp_path / f"ses-{ses:02d}" / "trials.parquet")  # unsorted
-        trial_paths.append(tmp_path / f"ses-{ses:02d}" / "trials.parquet")
-        x = data[mask > 0].T.astype(np.float64)  # (n_trials, 6), C order
-        blocks.append((x - x.mean(0)) / x.std(0))
-    split_of = {"s1": "train", "s2": "train", "s3": "test", "s4": "train"}
-    X, idx = build_voxel_matrix(betas_paths, trial_paths, tmp_path / "mask.nii.gz", split_of)
-    z1, z2 = blocks
-    expected = {
-        "s1": (z1[0] + z1[2]) / 2,
-        "s2": (z1[1] + z2[0]) / 2,
-        "s3": (z1[3] + z2[1]) / 2,
-        "s4": z2[2],
-    }
-    assert idx["stim_id"].tolist() == ["s3", "s1", "s2", "s4"]
-    assert idx["n_repeats"].tolist() == [2, 2, 2, 1]
-    assert X.shape == (4, 6) and X.dtype == np.float32
-    np.testing.assert_allclose(X, np.stack([expected[s] for s in idx["stim_id"]]), atol=1e-5)
-
-    with pytest.raises(DataError, match=r"trials.parquet and .*betas.nii.gz: 4 trials but 3"):
-        build_voxel_matrix(betas_paths[1:], trial_paths[:1], tmp_path / "mask.nii.gz", split_of)

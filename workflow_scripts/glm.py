@@ -1,6 +1,6 @@
 """Rule glm: GLMsingle types A-D for one subject-session."""
 
-from fmridecode.datasets.bids import find_runs
+from fmridecode.datasets.sources import session_brain_mask, session_runs
 from fmridecode.glm.fit import fit_session
 from fmridecode.glm.official import fit_session_official
 from fmridecode.glm.outputs import write_outputs
@@ -11,8 +11,9 @@ from fmridecode.workflow import setup
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 w, p = smk.wildcards, smk.params
-runs = find_runs(p.bids_dir, w.subject, session=w.session)
-mask = f"{smk.input.bids}/anat/sub-{w.subject}_desc-brain_mask.nii.gz"
+config = {"source": p.source}
+runs = session_runs(config, w.subject, w.session, p.synthetic_root)
+mask = session_brain_mask(config, w.subject, w.session, p.synthetic_root)
 opts = options_from_config(p.glm)
 log.info("%d runs, method %s, types %s", len(runs), p.glm["method"], opts.types)
 fitter = fit_session_official if p.glm["method"] == "glmsingle" else fit_session

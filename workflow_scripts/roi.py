@@ -1,21 +1,42 @@
-"""Rule roi: one subject's voxel matrix for one ROI set."""
+"""Rule roi: one subject's voxel matrix for one ROI set (bounded memory, see voxel_matrix)."""
 
-import nibabel as nib
+from pathlib import Path
 
-from fmridecode.io import read_parquet, save_indexed
-from fmridecode.roi import build_voxel_matrix, roi_mask
+import pandas as pd
+
+from fmridecode.io import DataError, read_parquet, write_json
+from fmridecode.roi import defined_mask, roi_mask
+from fmridecode.voxel_matrix import SessionBetas, write_voxel_matrix
 from fmridecode.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
+w, p = smk.wildcards, smk.params
 images = read_parquet(smk.input.images_index)
 split_of = dict(zip(images["stim_id"], images["split"], strict=True))
-mask = roi_mask(smk.params.bids_dir, smk.wildcards.subject, smk.wildcards.roi)
-X, index = build_voxel_matrix(
-    [nib.load(p) for p in smk.input.betas],
-    [read_parquet(p) for p in smk.input.trials],
+if p.definition is None:
+    mask = roi_mask(p.root, w.subject, w.roi)
+else:
+    mask = defined_mask(p.root, w.subject, p.definition, w.roi)
+trials = pd.concat([read_parquet(t) for t in smk.input.trials], ignore_index=True)
+trials["session"] = trials["session"].astype(str)
+sessions = []
+for ses, betas in zip(p.sessions, smk.input.betas, strict=True):
+    table = trials[trials["session"] == ses]
+    if table.empty:
+        raise DataError(f"{smk.input.trials}: no trials of session {ses} (for {betas})")
+    sessions.append(SessionBetas(Path(betas), table, p.format, p.scale))
+summary = write_voxel_matrix(
+    sessions,
     mask,
     split_of,
+    smk.output.voxels,
+    smk.output.mask,
+    smk.output.coords,
+    train_repeats=p.train_repeats,
+    zscore=p.zscore,
 )
-save_indexed(smk.output.voxels, X.astype("float32"), index)
-log.info("voxel matrix %s, splits %s", X.shape, index["split"].value_counts().to_dict())
+write_json(summary, smk.output.quality)
+log.info("voxel matrix of %s: %s", w.roi, summary)
+if summary["voxels_dropped_nonfinite"]:
+    log.warning("%d voxels dropped: non-finite betas", summary["voxels_dropped_nonfinite"])

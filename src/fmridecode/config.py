@@ -61,6 +61,23 @@ def _cross_checks(config: Mapping[str, Any]) -> list[str]:
         problems.append("glm.types: D needs glm.wantfracridge: true")
     if "C" in glm["types"] and not glm["wantglmdenoise"]:
         problems.append("glm.types: C needs glm.wantglmdenoise: true")
+    source = config["source"]
+    kind = source["kind"]
+    if kind == "nsd" and not source["nsd"]["root"]:
+        problems.append("source.nsd.root: kind nsd needs the folder of the NSD release")
+    if kind == "bids":
+        for key in ("root", "task"):
+            if not source["bids"][key]:
+                problems.append(f"source.bids.{key}: kind bids needs it")
+        if not source["bids"]["images"]:
+            problems.append("source.bids.images: kind bids needs the folders of the stimuli")
+    if kind != "synthetic":
+        undefined = [r for r in config["roi"]["sets"] if r not in config["roi"]["definitions"]]
+        if undefined:
+            problems.append(
+                f"roi.sets: {undefined} have no entry in roi.definitions (real datasets name "
+                "their ROI files there)"
+            )
     fit, gen = config["fit"], config["generate"]
     for key, names in (("fit.fusion.mappers", fit["fusion"]["mappers"]),
                        ("generate.mappers", gen["mappers"])):  # fmt: skip

@@ -171,17 +171,24 @@ def save_indexed_chunks(
     row has arrived. Same checks: index rows = array rows, no non-finite values."""
     if len(index) != shape[0]:
         raise ValueError(f"{array_path}: index has {len(index)} rows but array has {shape[0]}")
+    dtype = np.dtype(dtype)
     with atomic_path(array_path) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=tuple(shape))
-        row = 0
-        for chunk in chunks:
-            chunk = np.asarray(chunk)
-            if not np.isfinite(chunk).all():
-                raise DataError(f"{array_path}: refusing non-finite values (rows from {row})")
-            out[row : row + len(chunk)] = chunk
-            row += len(chunk)
-        out.flush()
-        del out
+        # header, then the rows appended with plain writes: nothing stays mapped in memory
+        with open(tmp, "wb") as f:
+            header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False}
+            np.lib.format.write_array_header_1_0(f, header | {"shape": tuple(shape)})
+            row = 0
+            for chunk in chunks:
+                chunk = np.ascontiguousarray(chunk, dtype=dtype)
+                if chunk.shape[1:] != tuple(shape[1:]) or row + len(chunk) > shape[0]:
+                    raise DataError(
+                        f"{array_path}: chunk of shape {chunk.shape} at row {row} does not fit "
+                        f"an array of shape {tuple(shape)}"
+                    )
+                if not np.isfinite(chunk).all():
+                    raise DataError(f"{array_path}: refusing non-finite values (rows from {row})")
+                f.write(chunk.tobytes())
+                row += len(chunk)
         if row != shape[0]:
             raise DataError(f"{array_path}: {row} rows were written, {shape[0]} expected")
     write_parquet(index, index_path(array_path))

@@ -1,8 +1,6 @@
-"""ROI voxel matrices: masks from the subject's anat files, betas -> (stimuli, voxels).
-
-A voxel matrix is built per subject and ROI from the per-session GLM outputs:
-extract the ROI voxels from each session's single-trial betas, z-score every voxel within
-each session (using that session's trials only), then average the repeats of each image.
+"""ROI masks (the synthetic dataset's anat files, or ``roi.definitions`` for real datasets)
+and in-memory helpers on trial matrices (extract, z-score per session, average repeats) for
+the analyses; the workflow's voxel matrices are built in bounded memory by ``voxel_matrix``.
 Voxel (column) order is the C order of the volume inside the mask, as nilearn's masking
 gives it, the same order as the simulator's ground truth over the brain mask.
 """
@@ -143,10 +141,11 @@ def extract(betas_img: ImgLike, mask_img: ImgLike) -> np.ndarray:
 
 
 def zscore_by_session(X: np.ndarray, sessions: Sequence | np.ndarray) -> np.ndarray:
-    """Z-score every column of ``X`` within each session's rows (ddof=0), as float32.
+    """Z-score every column of ``X`` within each session's rows over all of them (ddof=0), as
+    float32 (``voxel_matrix.session_zscore`` per session). A voxel with zero variance within a
+    session becomes 0 for that session, never NaN."""
+    from fmridecode.voxel_matrix import session_zscore
 
-    A voxel with zero variance within a session becomes 0 for that session, never NaN.
-    """
     X = np.asarray(X)
     sessions = np.asarray(sessions)
     if X.ndim != 2 or sessions.shape != (X.shape[0],):
@@ -154,51 +153,42 @@ def zscore_by_session(X: np.ndarray, sessions: Sequence | np.ndarray) -> np.ndar
     out = np.empty(X.shape, dtype=np.float32)
     for s in pd.unique(sessions):
         rows = sessions == s
-        x = X[rows].astype(np.float64)
-        mu = x.mean(axis=0)
-        sd = x.std(axis=0)
-        ok = x.max(axis=0) > x.min(axis=0)  # exact test: sd of a constant can round to >0
-        z = np.zeros_like(x)
-        z[:, ok] = (x[:, ok] - mu[ok]) / sd[ok]
-        out[rows] = z
+        out[rows] = session_zscore(X[rows], np.ones(int(rows.sum()), dtype=bool))
     return out
 
 
 def average_repeats(
     X: np.ndarray, trials: pd.DataFrame, split_of: Mapping[str, str]
 ) -> tuple[np.ndarray, pd.DataFrame]:
-    """Average the rows of each stimulus: row i of ``X`` is the trial in row i of ``trials``.
+    """Average the rows of each stimulus in memory (row i of ``X`` is the trial in row i of
+    ``trials``), with the row order of ``voxel_matrix.row_layout``. Returns float32
+    (n_stimuli, n_voxels) and an index ``stim_id, split, n_repeats``, sorted by (split,
+    stim_id). Every stimulus needs a split in ``split_of`` that is ``train`` or ``test``."""
+    from fmridecode.voxel_matrix import row_layout
 
-    Returns float32 (n_stimuli, n_voxels) and an index with columns ``stim_id, split,
-    n_repeats``, rows sorted by (split, stim_id). Every stimulus must have a split in
-    ``split_of`` that is ``train`` or ``test``.
-    """
     X = np.asarray(X)
     if "stim_id" not in trials.columns:
         raise DataError(f"average_repeats: trials table lacks 'stim_id' ({list(trials.columns)})")
     if len(trials) != X.shape[0]:
         raise DataError(f"average_repeats: {len(trials)} trials but X has {X.shape[0]} rows")
-    stim = trials["stim_id"].astype(str).to_numpy()
+    stim = trials["stim_id"].astype(str)
     missing = sorted(set(stim) - set(split_of))
     if missing:
         raise DataError(
             f"average_repeats: {len(missing)} stimuli without a split, e.g. {missing[:5]}"
         )
-    index = pd.DataFrame({"stim_id": stim, "split": [split_of[s] for s in stim]})
-    bad = sorted(set(index["split"]) - set(SCANNED_SPLITS))
+    split = stim.map(split_of)
+    bad = sorted(set(split) - set(SCANNED_SPLITS))
     if bad:
         raise DataError(
             f"average_repeats: scanned stimuli with split {bad}, expected {SCANNED_SPLITS}"
         )
-    index = index.groupby(["split", "stim_id"], sort=True).size().rename("n_repeats").reset_index()
-    index = index[["stim_id", "split", "n_repeats"]]
-    row_of = {s: r for r, s in enumerate(index["stim_id"])}
-    rows = np.fromiter((row_of[s] for s in stim), dtype=np.int64, count=len(stim))
+    table = pd.DataFrame({"session": "", "stim_id": stim.to_numpy(), "split": split.to_numpy()})
+    index, (rows,) = row_layout([table])
     sums = np.zeros((len(index), X.shape[1]), dtype=np.float64)
     np.add.at(sums, rows, X.astype(np.float64))
     X_avg = (sums / index["n_repeats"].to_numpy()[:, None]).astype(np.float32)
-    index["n_repeats"] = index["n_repeats"].astype(np.int64)
-    return X_avg, index.reset_index(drop=True)
+    return X_avg, index[["stim_id", "split", "n_repeats"]]
 
 
 def _trials_table(
@@ -206,17 +196,12 @@ def _trials_table(
 ) -> pd.DataFrame:
     """A session's trials table in betas-volume order (by its ``trial`` column when present)."""
     name = str(t) if not isinstance(t, pd.DataFrame) else "trials table"
-    df = t if isinstance(t, pd.DataFrame) else read_parquet(t)
-    need = {"session", "stim_id"}
-    if not need <= set(df.columns):
-        raise DataError(f"{name}: needs columns {sorted(need)}, has {list(df.columns)}")
-    if "trial" in df.columns:
-        df = df.sort_values("trial", kind="stable")
-        if not np.array_equal(df["trial"].to_numpy(), np.arange(len(df))):
-            raise DataError(f"{name}: 'trial' column is not 0..{len(df) - 1}")
+    from fmridecode.voxel_matrix import volume_order
+
+    df = volume_order(t if isinstance(t, pd.DataFrame) else read_parquet(t), name)
     if len(df) != n_vols:
         raise DataError(f"{name} and {betas_name}: {len(df)} trials but {n_vols} beta volumes")
-    return df.reset_index(drop=True)
+    return df
 
 
 def trial_matrix(
@@ -232,11 +217,10 @@ def trial_matrix(
     """
     if len(betas_imgs) != len(trials_tables):
         raise DataError(
-            f"build_voxel_matrix: {len(betas_imgs)} betas images but "
-            f"{len(trials_tables)} trials tables"
+            f"trial_matrix: {len(betas_imgs)} betas images but {len(trials_tables)} trials tables"
         )
     if not betas_imgs:
-        raise DataError("build_voxel_matrix: no sessions given")
+        raise DataError("trial_matrix: no sessions given")
     mask = _load(mask_img, "mask")
     blocks, tables = [], []
     for b, t in zip(betas_imgs, trials_tables, strict=True):
@@ -249,13 +233,31 @@ def trial_matrix(
     return X, trials
 
 
-def build_voxel_matrix(
-    betas_imgs: Sequence[ImgLike],
-    trials_tables: Sequence[pd.DataFrame | str | os.PathLike],
-    mask_img: ImgLike,
-    split_of: Mapping[str, str],
-) -> tuple[np.ndarray, pd.DataFrame]:
-    """One subject's ROI voxel matrix: ``trial_matrix`` -> average repeats. Returns float32
-    (n_stimuli, n_voxels) and the index of ``average_repeats``."""
-    X, trials = trial_matrix(betas_imgs, trials_tables, mask_img)
-    return average_repeats(X, trials, split_of)
+def defined_mask(
+    root: str | os.PathLike, subject: str, definition: Mapping, name: str = "ROI"
+) -> nib.Nifti1Image:
+    """A ROI given in config (``roi.definitions``): the voxels whose label is in
+    ``definition["labels"]`` in any of ``definition["files"]`` (paths under ``root`` with
+    ``{subject}`` filled; e.g. both hemispheres' masks). Every file must share one grid."""
+    from fmridecode.datasets.bids import fill
+
+    labels = [int(v) for v in definition["labels"]]
+    sel, ref, ref_name = None, None, ""
+    for template in definition["files"]:
+        path = Path(root) / fill(template, subject=_sub(subject)[4:])
+        img = _load(path, f"ROI {name!r}")
+        data = np.asarray(img.dataobj)
+        if data.ndim == 4 and data.shape[3] == 1:
+            data = data[..., 0]
+        if data.ndim != 3:
+            raise DataError(f"{path}: expected a 3D label image, got shape {data.shape}")
+        if ref is None:
+            ref, ref_name, sel = img, str(path), np.zeros(data.shape, dtype=bool)
+        else:
+            _check_grid(ref, img, ref_name, str(path))
+        sel |= np.isin(np.rint(np.nan_to_num(data)).astype(np.int64), labels)
+    if ref is None:
+        raise DataError(f"roi.definitions.{name}: no files given")
+    if not sel.any():
+        raise DataError(f"{ref_name}: ROI {name!r} (labels {labels}) has no voxels")
+    return nib.Nifti1Image(sel.astype(np.uint8), ref.affine)

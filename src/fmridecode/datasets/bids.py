@@ -33,8 +33,22 @@ _READ_ERRORS = (nib.filebasedimages.ImageFileError, OSError, EOFError, ValueErro
 
 
 @dataclass(frozen=True)
+class EventSpec:
+    """How a dataset's events files name their stimuli: the column holding the stimulus id,
+    and which rows are stimulus trials (``type_column`` value in ``types``; no filter when
+    ``type_column`` is None). ``design`` marks NSD's per-volume design files instead of BIDS
+    events (read with the run's TR)."""
+
+    stim_column: str = "stim_id"
+    type_column: str | None = None
+    types: tuple[str, ...] = ()
+    design: bool = False
+
+
+@dataclass(frozen=True)
 class Run:
-    """One functional run: its BIDS entities and the paths of its BOLD and events files."""
+    """One functional run: its BIDS entities and the paths of its BOLD and events files
+    (``tr``: a known TR in seconds, else read from the sidecars / header)."""
 
     subject: str
     session: str | None
@@ -42,6 +56,8 @@ class Run:
     run: int
     bold_path: Path
     events_path: Path
+    events: EventSpec = EventSpec()
+    tr: float | None = None
 
 
 def _strip(label: str, prefix: str) -> str:
@@ -129,17 +145,19 @@ def find_runs(
     return runs
 
 
-def read_events(path: str | Path) -> pd.DataFrame:
+def read_events(path: str | Path, spec: EventSpec | None = None) -> pd.DataFrame:
     """Read a BIDS events.tsv: columns ``onset``, ``duration``, ``stim_id`` (+ any others).
 
-    ``stim_id`` falls back to ``trial_type`` (renamed) when absent. Onsets must be finite,
-    non-negative and sorted; durations finite and non-negative; stimulus ids present.
+    With ``spec``: only the stimulus rows (``spec.type_column`` in ``spec.types``) are kept
+    and ``spec.stim_column`` becomes ``stim_id``. Without, ``stim_id`` falls back to
+    ``trial_type`` (renamed) when absent. Onsets must be finite, non-negative and sorted;
+    durations finite and non-negative; stimulus ids present.
     """
     path = Path(path)
+    spec = spec or EventSpec()
+    text_cols = {c: str for c in ("stim_id", "trial_type", spec.stim_column, spec.type_column) if c}
     try:
-        df = pd.read_csv(
-            path, sep="\t", na_values=["n/a"], dtype={"stim_id": str, "trial_type": str}
-        )
+        df = pd.read_csv(path, sep="\t", na_values=["n/a"], dtype=text_cols)
     except FileNotFoundError as e:
         raise DataError(f"{path}: events file not found") from e
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
@@ -147,6 +165,22 @@ def read_events(path: str | Path) -> pd.DataFrame:
     for col in ("onset", "duration"):
         if col not in df.columns:
             raise DataError(f"{path}: missing column '{col}' (columns: {list(df.columns)})")
+    if spec.type_column is not None:
+        if spec.type_column not in df.columns:
+            raise DataError(
+                f"{path}: missing column '{spec.type_column}' naming the trial types "
+                f"(columns: {list(df.columns)})"
+            )
+        types = df[spec.type_column].astype(str).str.replace(r"\.0$", "", regex=True)
+        df = df[types.isin(spec.types).to_numpy()].reset_index(drop=True)
+    if spec.stim_column != "stim_id":
+        if spec.stim_column not in df.columns:
+            raise DataError(
+                f"{path}: missing stimulus column '{spec.stim_column}' "
+                f"(columns: {list(df.columns)})"
+            )
+        df = df.drop(columns=[c for c in ("stim_id",) if c in df.columns])
+        df = df.rename(columns={spec.stim_column: "stim_id"})
     if "stim_id" not in df.columns:
         if "trial_type" not in df.columns:
             raise DataError(
@@ -283,3 +317,58 @@ def load_bold(run: Run) -> nib.Nifti1Image:
     if img.ndim != 4 or img.shape[3] < 1:
         raise DataError(f"{path}: expected a 4D BOLD image, got shape {img.shape}")
     return img
+
+
+#: where the synthetic dataset (and any plain BIDS dataset) keeps its runs
+BOLD_TEMPLATE = (
+    "sub-{subject}/ses-{session}/func/sub-{subject}_ses-{session}_task-{task}_run-{run}_bold.nii.gz"
+)
+EVENTS_TEMPLATE = (
+    "sub-{subject}/ses-{session}/func/sub-{subject}_ses-{session}_task-{task}_run-{run}_events.tsv"
+)
+
+
+def fill(template: str, **entities: str) -> str:
+    """``template`` with the given ``{entity}`` placeholders filled (others left as they are)."""
+    out = template
+    for key, value in entities.items():
+        out = out.replace("{" + key + "}", str(value))
+    return out
+
+
+def find_runs_templated(
+    root: str | Path,
+    subject: str,
+    session: str,
+    task: str,
+    *,
+    bold: str = BOLD_TEMPLATE,
+    events: str = EVENTS_TEMPLATE,
+    events_root: str | Path | None = None,
+    spec: EventSpec | None = None,
+) -> list[Run]:
+    """The runs of one subject-session whose BOLD files match ``bold`` under ``root`` and whose
+    events files are ``events`` under ``events_root`` (default ``root``). Templates use
+    ``{subject}``, ``{session}``, ``{task}`` and ``{run}`` (labels without their prefixes), so
+    that preprocessed BOLD (fMRIPrep derivatives, any naming) pairs with the raw events."""
+    root = Path(root)
+    events_root = Path(events_root) if events_root is not None else root
+    subject, session = _strip(subject, "sub-"), _strip(session, "ses-")
+    pattern = fill(bold, subject=subject, session=session, task=task)
+    if "{run}" not in pattern:
+        raise DataError(f"BOLD template {bold!r} has no {{run}} placeholder")
+    regex = re.compile(
+        "^" + re.escape(pattern).replace(re.escape("{run}"), "(?P<run>[0-9]+)") + "$"
+    )
+    found = []
+    for path in sorted(root.glob(pattern.replace("{run}", "*"))):
+        m = regex.match(path.relative_to(root).as_posix())
+        if m is None:
+            continue
+        ev = events_root / fill(events, subject=subject, session=session, task=task, run=m["run"])
+        if not ev.is_file():
+            raise DataError(f"{path}: its events file {ev} not found")
+        found.append(Run(subject, session, task, int(m["run"]), path, ev, spec or EventSpec()))
+    if not found:
+        raise DataError(f"{root / pattern}: no BOLD runs match (sub-{subject}, ses-{session})")
+    return sorted(found, key=lambda r: r.run)

@@ -19,6 +19,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from fmridecode.datasets.bids import Run, bids_root, load_bold, read_events, repetition_time
+from fmridecode.datasets.nsd import design_events
 from fmridecode.glm.single import TYPES, GLMOptions, GLMSingleResult, fit_glm
 from fmridecode.io import DataError
 
@@ -166,6 +167,13 @@ class SessionData:
     names: list[str]  #: the runs' BOLD paths, for messages
 
 
+def run_events(run: Run, tr: float) -> pd.DataFrame:
+    """A run's stimulus events: its BIDS events file, or NSD's per-volume design file."""
+    if run.events.design:
+        return design_events(run.events_path, tr)
+    return read_events(run.events_path, run.events)
+
+
 def load_session(
     runs: list[Run],
     mask_img: nib.Nifti1Image | str | Path,
@@ -198,11 +206,11 @@ def load_session(
                 f"{run.bold_path}: affine differs from the mask's ({mask_name}) "
                 "and/or the other runs'"
             )
-        trs.append(repetition_time(bids_root(run), run))
+        trs.append(run.tr if run.tr is not None else repetition_time(bids_root(run), run))
         vol = np.asarray(img.dataobj, dtype=np.float32)
         data.append(np.ascontiguousarray(vol[mask].T))
         del vol
-        events.append(read_events(run.events_path))
+        events.append(run_events(run, trs[-1]))
     if max(trs) - min(trs) > 1e-3:
         i = int(np.argmax(np.abs(np.array(trs) - trs[0])))
         raise DataError(
