@@ -50,22 +50,16 @@ VOXELS = expand(
 
 
 rule all:
-    """The metric tables of the whole run, the report, and every configured ROI matrix.
-    On a real dataset (source.kind nsd or bids): the data stages (rule data)."""
+    """The metric tables of the whole run, the report, and every configured ROI matrix (on a
+    real dataset without the simulator's ground-truth metrics and the anat-label analyses).
+    """
     default_target: True
     input:
-        (
-            [
-                f"{OUT}/metrics.parquet",
-                f"{OUT}/report/report.html",
-                noise_table(),
-                token_caches(),
-            ]
-            if KIND == "synthetic"
-            else []
-        ),
+        f"{OUT}/metrics.parquet",
+        f"{OUT}/report/report.html",
+        noise_table(),
+        token_caches(),
         VOXELS,
-        stim("images.npy"),
 
 
 rule data:

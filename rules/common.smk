@@ -14,6 +14,9 @@ OUT = f"{config['results']}/{config['dataset']}"
 
 #: synthetic | nsd | bids (source.kind)
 KIND = config["source"]["kind"]
+#: the simulated dataset: the only one with ground truth (GLM recovery, simulated noise
+#: ceilings) and the anat label images the analyses read
+SYNTHETIC = KIND == "synthetic"
 #: NSD's released betas go straight to the roi stage; everything else goes through glm
 NSD_BETAS = KIND == "nsd" and config["source"]["nsd"]["entry"] == "betas"
 SUBJECTS, SESSIONS = subjects_and_sessions(config)
@@ -332,6 +335,8 @@ def decoding_settings():
 
 def analysis_tables():
     """The analyses' metric tables (encoding direction, microstimulation) when enabled."""
+    if not SYNTHETIC:  # they read the simulated dataset's anat ROI labels
+        return []
     on = [n for n in ("encoding", "microstim") if config["metrics"][n]["enabled"]]
     return [f"{OUT}/metrics/{n}/sub-{s}.parquet" for n in on for s in SUBJECTS]
 
@@ -342,7 +347,7 @@ def analysis_figures():
         "encoding": ["encoding/r_vs_noise_ceiling.png"],
         "microstim": ["microstim/shifts.png", "microstim/grid.png"],
     }
-    on = [n for n in names if config["metrics"][n]["enabled"]]
+    on = [n for n in names if config["metrics"][n]["enabled"] and SYNTHETIC]
     return [
         f"{OUT}/analyses/sub-{s}/{f}" for n in on for s in SUBJECTS for f in names[n]
     ]

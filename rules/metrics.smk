@@ -250,9 +250,10 @@ rule metrics_all:
     """Concatenate every stage's metric table into one tidy table."""
     input:
         lib("metrics/table.py"),
-        tables=expand(f"{OUT}/metrics/glm/sub-{{subject}}.parquet", subject=SUBJECTS)
-        + expand(
-            f"{OUT}/metrics/noise_ceiling/sub-{{subject}}.parquet", subject=SUBJECTS
+        tables=expand(
+            f"{OUT}/metrics/{{stage}}/sub-{{subject}}.parquet",
+            stage=["glm", "noise_ceiling"] if SYNTHETIC else [],
+            subject=SUBJECTS,
         )
         + expand(
             f"{OUT}/metrics/decoding/sub-{{subject}}/{{mapper}}.parquet",

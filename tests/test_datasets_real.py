@@ -188,11 +188,11 @@ def test_god_keeps_stimulus_blocks_and_marks_zero_shot_categories(mini_god: dict
 GLM_LIGHT = {"types": ["A", "B"], "use_type": "B", "wantglmdenoise": False, "wantfracridge": False}
 
 
-def _run_data(tmp_path: Path, cfg: dict, preset: str) -> Path:
+def _run_data(tmp_path: Path, cfg: dict, preset: str, target: str = "data") -> Path:
     cfg = {**cfg, "results": str(tmp_path / "results")}
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "paths.yaml").write_text(yaml.safe_dump(cfg))
-    snakemake(tmp_path, "data", configfiles=[PRESETS / f"{preset}.yaml", tmp_path / "paths.yaml"])
+    snakemake(tmp_path, target, configfiles=[PRESETS / f"{preset}.yaml", tmp_path / "paths.yaml"])
     return tmp_path / "results" / cfg["dataset"]
 
 
@@ -210,20 +210,51 @@ def _expected_nsd_rows(t: dict, subj: int, mask: np.ndarray) -> dict[str, np.nda
     return {k: np.mean(v, axis=0) for k, v in rows.items()}
 
 
+#: the whole DAG at its lightest: ridge, the tiny generator, a few epochs
+LIGHT = {
+    "embed": {"train": {"epochs": 3, "max_minutes": 1.0, "batch_size": 32}},
+    "fit": {"roi": "nsdgeneral", "mappers": ["ridge"], "ridge": {"cv_folds": 3}},
+    "generate": {
+        "generators": ["tiny"],
+        "mappers": ["ridge"],
+        "tiny": {"image_size": 16, "epochs": 2, "steps": 4, "batch_size": 32},
+        "noise_sensitivity": {"amplitudes": []},
+        "truth": False,
+    },
+    "metrics": {"supervision_ablation": [], "retrieval_examples": 0, "pool": 4,
+                "pool_repeats": 2, "n_way": [2], "category_decoding": {"epochs": 5}},
+}  # fmt: skip
+
+
 @pytest.mark.workflow
-def test_nsd_released_betas_through_the_data_stages(tmp_path: Path, mini_nsd: dict) -> None:
+def test_nsd_released_betas_through_the_whole_dag(tmp_path: Path, mini_nsd: dict) -> None:
+    """The data stages checked against what was written; then the same DAG as the synthetic
+    run to the metric table and the report, without the simulator's truth metrics and the
+    anat-label analyses, and with unavailable rows where NSD has no category labels."""
     t = mini_nsd
     cfg = {
         "dataset": "nsd-mini",
         "source": {"image_size": 16, "nsd": {"root": str(t["root"]), "subjects": [1, 2],
                                              "trials_per_session": 12}},
-        "roi": {"sets": ["nsdgeneral", "early", "V1", "FFA"]},
+        "roi": {"sets": ["nsdgeneral", "V1", "FFA"]},
+        **LIGHT,
     }  # fmt: skip
-    out = _run_data(tmp_path / "nifti", cfg, "nsd")
+    out = _run_data(tmp_path / "nifti", cfg, "nsd", target="all")
+    metrics = read_parquet(out / "metrics.parquet")
+    assert (out / "report/report.html").stat().st_size > 0
+    assert not {"glm_recovery_r", "noise_ceiling", "encoding_r", "microstim_shift"} & set(
+        metrics["metric"]
+    )
+    r1 = metrics.query("metric == 'recall_at_k' and k == 1 and pool == 'all'")
+    assert set(r1["subject"]) == {"01", "02"} and (r1["status"] == "ok").all()
+    for metric, why in (("zero_shot_top1", "no test image shows a held-out category"),
+                        ("category_auc", "no category labels")):  # fmt: skip
+        rows = metrics[metrics["metric"] == metric]
+        assert len(rows) and rows["status"].str.contains(why).all(), rows["status"].unique()
+    assert metrics.query("metric == 'pixcorr' and mapper == 'ridge'")["value"].notna().all()
     rois = t["rois"]
     selections = {
         "nsdgeneral": rois["nsdgeneral"] == 1,
-        "early": rois["streams"] == 1,
         "V1": np.isin(rois["prf-visualrois"], [1, 2]),
         "FFA": np.isin(rois["floc-faces"], [2, 3]),
     }

@@ -292,5 +292,9 @@ def test_caption_retrieval_pairs_first_caption_of_kind():
     out = caption_retrieval(eye, image_index, caption_emb, caption_index)
     assert out["n"] == 2 and out["chance"] == 0.5 and out["n_missing"] == 0
     assert out["image_to_text"] == 1.0 and out["text_to_image"] == 1.0
+    # a kind no caption has (COCO's captions have one kind): every image's first caption
+    out = caption_retrieval(eye, image_index, caption_emb, caption_index, kind="colour_shape")
+    assert out["kind"] == "any" and out["n"] == 2 and out["image_to_text"] == 1.0
+    only_a = caption_index["stim_id"] == "a"
     with pytest.raises(DataError, match="fewer than 2"):
-        caption_retrieval(eye, image_index, caption_emb, caption_index, kind="colour_shape")
+        caption_retrieval(eye, image_index, caption_emb[only_a], caption_index[only_a])

@@ -14,7 +14,14 @@ p = smk.params
 categories = read_parquet(smk.input.categories)
 model, _, tokenizer = load_model(p.model, p.pretrained)
 names = list(categories["category"])
-if smk.input.context:  # learned context vectors (CoOp) instead of the prompt templates
+if not names:  # a dataset without category labels (NSD, BOLD5000): zero-shot rows unavailable
+    import numpy as np
+
+    emb = np.zeros((0, load_indexed(smk.input.image)[0].shape[1]), dtype=np.float32)
+    log.warning(
+        "no category labels in %s: zero-shot metrics will be unavailable", smk.input.categories
+    )
+elif smk.input.context:  # learned context vectors (CoOp) instead of the prompt templates
     context = load_context(smk.input.context[0])
     emb = class_embeddings_with_context(model, tokenizer, names, context)
     log.info(

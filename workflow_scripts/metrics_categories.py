@@ -15,23 +15,36 @@ train = (vindex["split"] == "train").to_numpy()
 test = (vindex["split"] == "test").to_numpy()
 ids = list(vindex["stim_id"])
 classes = list(read_parquet(smk.input.categories)["category"])
-labels = read_parquet(smk.input.labels).groupby("stim_id")["category"].agg(set).to_dict()
-Y = multi_hot([labels.get(s, set()) for s in ids], classes)
-trainable = Y[train].sum(axis=0) > 0  # categories held out of training cannot be learned
-emb, emb_index = load_indexed(smk.input.image)
-clip = l2_normalize(align(emb, list(emb_index["stim_id"]), ids, "image embeddings"))
-settings = dict(p.settings)
-test_ids = [s for s, t in zip(ids, test, strict=True) if t]
-rows = []
-for feature, inputs in (("fmri", X), ("clip", clip)):
-    clf = train_classifier(inputs[train], Y[train], seed=p.seed, **settings)
-    base = {"dataset": p.dataset, "subject": w.subject, "mapper": "none", "feature": feature}
-    rows += category_auc_rows(clf.predict(inputs[test]), Y[test], classes, base, trainable)
-    log.info("%s: %d epochs, mean AUC %.3f", feature, clf.epochs_run, rows[-1]["value"])
-for mapper, path in zip(p.mappers, smk.input.pred, strict=True):
-    pred, pindex = load_indexed(path)
-    pred = l2_normalize(align(pred, list(pindex["stim_id"]), test_ids, "decoded embeddings"))
-    base = {"dataset": p.dataset, "subject": w.subject, "mapper": mapper, "feature": "mapped_clip"}
-    rows += category_auc_rows(clf.predict(pred), Y[test], classes, base, trainable)
-    log.info("mapped_clip (%s): mean AUC %.3f", mapper, rows[-1]["value"])
+if not classes:  # a dataset without category labels (NSD, BOLD5000): say so, score nothing
+    why = f"unavailable: no category labels in {smk.input.categories}"
+    features = [("none", "fmri"), ("none", "clip")] + [(m, "mapped_clip") for m in p.mappers]
+    base = {"dataset": p.dataset, "subject": w.subject, "metric": "category_auc"}
+    base |= {"category": "mean", "value": float("nan"), "status": why}
+    rows = [{**base, "mapper": m, "feature": f} for m, f in features]
+    log.warning(why)
+else:
+    labels = read_parquet(smk.input.labels).groupby("stim_id")["category"].agg(set).to_dict()
+    Y = multi_hot([labels.get(s, set()) for s in ids], classes)
+    trainable = Y[train].sum(axis=0) > 0  # categories held out of training cannot be learned
+    emb, emb_index = load_indexed(smk.input.image)
+    clip = l2_normalize(align(emb, list(emb_index["stim_id"]), ids, "image embeddings"))
+    settings = dict(p.settings)
+    test_ids = [s for s, t in zip(ids, test, strict=True) if t]
+    rows = []
+    for feature, inputs in (("fmri", X), ("clip", clip)):
+        clf = train_classifier(inputs[train], Y[train], seed=p.seed, **settings)
+        base = {"dataset": p.dataset, "subject": w.subject, "mapper": "none", "feature": feature}
+        rows += category_auc_rows(clf.predict(inputs[test]), Y[test], classes, base, trainable)
+        log.info("%s: %d epochs, mean AUC %.3f", feature, clf.epochs_run, rows[-1]["value"])
+    for mapper, path in zip(p.mappers, smk.input.pred, strict=True):
+        pred, pindex = load_indexed(path)
+        pred = l2_normalize(align(pred, list(pindex["stim_id"]), test_ids, "decoded embeddings"))
+        base = {
+            "dataset": p.dataset,
+            "subject": w.subject,
+            "mapper": mapper,
+            "feature": "mapped_clip",
+        }
+        rows += category_auc_rows(clf.predict(pred), Y[test], classes, base, trainable)
+        log.info("mapped_clip (%s): mean AUC %.3f", mapper, rows[-1]["value"])
 write_metrics([{**r, "target": "image"} for r in rows], smk.output[0])

@@ -22,11 +22,12 @@ uniq = list(dict.fromkeys(ids))  # the candidate pool: every test image once
 candidates = align(emb, list(emb_index["stim_id"]), uniq, "image embeddings")
 pictures = align(images, list(images_index["stim_id"]), uniq, "stimulus images")
 rows = np.sort(np.random.default_rng(p.seed).permutation(len(ids))[: p.n])
-best = top_k(pred[rows], candidates, p.k)
+k = min(p.k, len(uniq))  # a test set smaller than k shows all of it
+best = top_k(pred[rows], candidates, k)
 truth = np.array([uniq.index(ids[r]) for r in rows])
 hits = best == truth[:, None]
-title = f"sub-{w.subject}, {w.mapper}: fMRI -> top-{p.k} of {len(uniq)} test images"
+title = f"sub-{w.subject}, {w.mapper}: fMRI -> top-{k} of {len(uniq)} test images"
 png = retrieval_examples_figure(pictures[truth], pictures[best], hits, title)
 with atomic_path(smk.output[0]) as tmp:
     Path(tmp).write_bytes(png)
-log.info("%d queries, %d with the seen image in the top %d", len(rows), hits.any(1).sum(), p.k)
+log.info("%d queries, %d with the seen image in the top %d", len(rows), hits.any(1).sum(), k)

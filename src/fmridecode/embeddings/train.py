@@ -286,13 +286,18 @@ def caption_retrieval(
     """How good the embedding space is: paired top-1 retrieval on held-out images.
 
     Each image of ``split`` is paired with its first caption of ``kind`` (lowest
-    ``caption_idx``); returns ``retrieval_top1`` of those pairs plus what was compared.
-    Images without such a caption are left out (and counted).
+    ``caption_idx``; of any kind when no caption has that kind, as in COCO's); returns
+    ``retrieval_top1`` of those pairs plus what was compared. Images without such a caption
+    are left out (and counted).
     """
     images = image_index.reset_index(drop=True)
     rows = np.flatnonzero((images["split"] == split).to_numpy())
     caps = caption_index.reset_index(drop=True)
-    caps = caps[caps["kind"] == kind].sort_values(["stim_id", "caption_idx"], kind="stable")
+    if not (caps["kind"] == kind).any():
+        kind = "any"
+    else:
+        caps = caps[caps["kind"] == kind]
+    caps = caps.sort_values(["stim_id", "caption_idx"], kind="stable")
     first = caps.groupby("stim_id", sort=False).head(1)
     row_of_caption = dict(zip(first["stim_id"], first.index, strict=True))
     pairs = [
