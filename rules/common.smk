@@ -97,12 +97,11 @@ def glm_sources(w):
             "sidecar": f"{OUT}/bids/task-images_bold.json",
         }
     runs = session_runs(config, w.subject, w.session, f"{OUT}/bids")
+    mask = session_brain_mask(config, w.subject, w.session, f"{OUT}/bids")
     return {
         "bold": [str(r.bold_path) for r in runs],
         "events": [str(r.events_path) for r in runs],
-        "brain_mask": str(
-            session_brain_mask(config, w.subject, w.session, f"{OUT}/bids")
-        ),
+        "brain_mask": [str(mask)] if mask else [],
     }
 
 

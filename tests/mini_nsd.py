@@ -20,6 +20,7 @@ from scipy.io import savemat
 AFFINE = np.diag([1.8, 1.8, 1.8, 1.0])
 AFFINE[:3, 3] = [-10.0, -12.0, -8.0]
 TR = 4.0 / 3.0
+CATEGORIES = ("person", "dog", "car", "pizza", "giraffe")
 
 
 def _nifti(data: np.ndarray, path: Path, zooms: tuple | None = None) -> None:
@@ -105,6 +106,7 @@ def write_mini_nsd(
     with h5py.File(stim_dir / "nsd_stimuli.hdf5", "w") as f:
         f.create_dataset("imgBrick", data=images, chunks=(1, image_size, image_size, 3))
     captions: dict[int, list[str]] = {}
+    labels: dict[int, set[str]] = {}
     ann_dir = root / "annotations"
     ann_dir.mkdir(parents=True, exist_ok=True)
     ann_id = 1
@@ -122,6 +124,17 @@ def write_mini_nsd(
             "annotations": anns[::-1],  # order must not matter
         }
         (ann_dir / f"captions_{part}.json").write_text(json.dumps(doc))
+        cats = [
+            {"id": i + 1, "name": n, "supercategory": "thing"} for i, n in enumerate(CATEGORIES)
+        ]
+        objects = []
+        for c in ids:
+            present = rng.choice(len(CATEGORIES), size=rng.integers(1, 3), replace=False)
+            labels[c] = {CATEGORIES[k] for k in present}
+            objects += [{"id": len(objects) + 1, "image_id": c, "category_id": int(k) + 1}
+                        for k in present]  # fmt: skip
+        inst = {"info": {}, "images": doc["images"], "annotations": objects, "categories": cats}
+        (ann_dir / f"instances_{part}.json").write_text(json.dumps(inst))
 
     brain = np.zeros(shape, dtype=bool)
     brain[1:-1, 1:-1, 1:-1] = True
@@ -147,6 +160,7 @@ def write_mini_nsd(
         "images": images,
         "coco": coco,
         "captions": captions,
+        "labels": labels,
         "rois": {
             "nsdgeneral": nsdgeneral,
             "streams": streams,

@@ -1,7 +1,7 @@
 """Rule glm: GLMsingle types A-D for one subject-session."""
 
 from fmridecode.datasets.sources import session_brain_mask, session_runs
-from fmridecode.glm.fit import fit_session
+from fmridecode.glm.fit import epi_mask, fit_session
 from fmridecode.glm.official import fit_session_official
 from fmridecode.glm.outputs import write_outputs
 from fmridecode.glm.single import options_from_config
@@ -14,6 +14,11 @@ w, p = smk.wildcards, smk.params
 config = {"source": p.source}
 runs = session_runs(config, w.subject, w.session, p.synthetic_root)
 mask = session_brain_mask(config, w.subject, w.session, p.synthetic_root)
+if mask is None:  # the dataset ships no brain mask: one from the first run's mean EPI
+    mask = epi_mask(runs[0])
+    log.info(
+        "brain mask from %s's mean EPI: %d voxels", runs[0].bold_path.name, mask.get_fdata().sum()
+    )
 opts = options_from_config(p.glm)
 log.info("%d runs, method %s, types %s", len(runs), p.glm["method"], opts.types)
 fitter = fit_session_official if p.glm["method"] == "glmsingle" else fit_session

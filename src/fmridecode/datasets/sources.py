@@ -100,9 +100,12 @@ def bids_runs(config: Mapping[str, Any], subject: str, session: str):
     )
 
 
-def bids_brain_mask(config: Mapping[str, Any], subject: str, session: str) -> Path:
-    """The brain mask file of one subject-session of the BIDS source."""
+def bids_brain_mask(config: Mapping[str, Any], subject: str, session: str) -> Path | None:
+    """The brain mask file of one subject-session of the BIDS source (None: not configured,
+    the glm stage computes one from the session's first run)."""
     cfg = config["source"]["bids"]
+    if not cfg["brain_mask"]:
+        return None
     root, _ = _bids_roots(cfg)
     return root / fill(cfg["brain_mask"], subject=subject, session=session, task=cfg["task"])
 
@@ -229,8 +232,8 @@ def session_runs(config: Mapping[str, Any], subject: str, session: str, syntheti
 
 def session_brain_mask(
     config: Mapping[str, Any], subject: str, session: str, synthetic_root: str | Path
-) -> Path:
-    """The brain mask the glm stage fits one subject-session in."""
+) -> Path | None:
+    """The brain mask the glm stage fits one subject-session in (None: compute one)."""
     kind = config["source"]["kind"]
     if kind == "synthetic":
         return Path(synthetic_root) / f"sub-{subject}/anat/sub-{subject}_desc-brain_mask.nii.gz"

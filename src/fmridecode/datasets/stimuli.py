@@ -81,24 +81,35 @@ def image_file_loader(dirs: Sequence[str | Path], template: str = "{stim_id}") -
     return load
 
 
+def _by_coco_id(coco_of: dict[str, int]) -> dict[int, list[str]]:
+    """COCO id -> the stimuli showing that image."""
+    wanted: dict[int, list[str]] = {}
+    for s, c in coco_of.items():
+        wanted.setdefault(int(c), []).append(s)
+    return wanted
+
+
+def _read_coco(path: Path, what: str, keys: set[str]) -> dict:
+    """A COCO annotation file (``what``: caption, instances) with the top-level ``keys``."""
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise DataError(f"{path}: COCO {what} file not found") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a JSON file ({e})") from e
+    if not isinstance(doc, dict) or not keys <= set(doc):
+        raise DataError(f"{path}: not a COCO {what} file (needs {sorted(keys)})")
+    return doc
+
+
 def coco_captions(files: Sequence[str | Path], coco_of: dict[str, int]) -> pd.DataFrame:
     """Captions of the stimuli from COCO caption annotation files (``captions_*.json``), joined
     by COCO id: ``stim_id, caption_idx, caption, kind`` ("coco"), caption_idx in annotation-id
     order. Images of the files that no stimulus shows are ignored."""
-    wanted: dict[int, list[str]] = {}
-    for s, c in coco_of.items():
-        wanted.setdefault(int(c), []).append(s)
+    wanted = _by_coco_id(coco_of)
     rows = []
     for f in files:
-        f = Path(f)
-        try:
-            doc = json.loads(f.read_text())
-        except FileNotFoundError as e:
-            raise DataError(f"{f}: COCO caption file not found") from e
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise DataError(f"{f}: not a JSON file ({e})") from e
-        if not isinstance(doc, dict) or "annotations" not in doc:
-            raise DataError(f"{f}: not a COCO annotation file (no 'annotations')")
+        doc = _read_coco(Path(f), "caption", {"annotations"})
         for a in doc["annotations"]:
             for s in wanted.get(int(a["image_id"]), []):
                 rows.append((s, int(a["id"]), str(a["caption"]).strip()))
@@ -107,6 +118,33 @@ def coco_captions(files: Sequence[str | Path], coco_of: dict[str, int]) -> pd.Da
     df["caption_idx"] = df.groupby("stim_id").cumcount().astype(np.int64)
     df["kind"] = "coco"
     return df[CAPTION_COLUMNS].reset_index(drop=True)
+
+
+def _categories_table(index: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """``category, zero_shot`` (seen in test images only) of a labels table."""
+    split = dict(zip(index["stim_id"], index["split"], strict=True))
+    pairs = zip(labels["stim_id"], labels["category"], strict=True)
+    seen_train = {c for s, c in pairs if split[s] != "test"}
+    names = sorted(set(labels["category"]))
+    return pd.DataFrame({"category": names, "zero_shot": [c not in seen_train for c in names]})
+
+
+def coco_categories(
+    files: Sequence[str | Path], coco_of: dict[str, int], index: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Category labels of the stimuli from COCO instance annotation files
+    (``instances_*.json``): one row per (stimulus, object category present), joined by COCO
+    id; and the categories table (``zero_shot``: seen in test images only)."""
+    wanted = _by_coco_id(coco_of)
+    rows = set()
+    for f in files:
+        doc = _read_coco(Path(f), "instances", {"annotations", "categories"})
+        name_of = {int(c["id"]): str(c["name"]) for c in doc["categories"]}
+        for a in doc["annotations"]:
+            for s in wanted.get(int(a["image_id"]), []):
+                rows.add((s, name_of[int(a["category_id"])]))
+    labels = pd.DataFrame(sorted(rows), columns=["stim_id", "category"])
+    return labels, _categories_table(index, labels)
 
 
 def categories_from_ids(
@@ -128,13 +166,7 @@ def categories_from_ids(
             raise DataError(f"stimulus {s!r}: category pattern {pattern!r} does not match it")
         cats.append(m.group(1))
     labels = pd.DataFrame({"stim_id": index["stim_id"].to_numpy(), "category": cats})
-    split = dict(zip(index["stim_id"], index["split"], strict=True))
-    seen_train = {c for s, c in zip(labels["stim_id"], cats, strict=True) if split[s] != "test"}
-    names = sorted(set(cats))
-    categories = pd.DataFrame(
-        {"category": names, "zero_shot": [c not in seen_train for c in names]}
-    )
-    return labels, categories
+    return labels, _categories_table(index, labels)
 
 
 def write_tables(

@@ -124,6 +124,21 @@ def fit_runs(
     )
 
 
+def epi_mask(run: Run) -> nib.Nifti1Image:
+    """A brain mask computed from a run's mean EPI (nilearn's ``compute_epi_mask``: the
+    intensity threshold between brain and background), for datasets that ship none."""
+    from nilearn.masking import compute_epi_mask
+
+    mask = compute_epi_mask(load_bold(run))
+    data = np.asarray(mask.dataobj).astype(np.uint8)
+    if not data.any():
+        raise DataError(
+            f"{run.bold_path}: no brain found in its mean EPI (compute_epi_mask gave an empty "
+            "mask); set source.bids.brain_mask to a mask file"
+        )
+    return nib.Nifti1Image(data, mask.affine)
+
+
 def _load_mask(mask_img: nib.Nifti1Image | str | Path) -> tuple[np.ndarray, np.ndarray, str]:
     """Boolean 3D mask, its affine and a name for messages."""
     if isinstance(mask_img, str | Path):
