@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from fmridecode.config import canonicalise, validate_config
+from fmridecode.datasets.nsd import BETA_SCALE
 from fmridecode.datasets.sources import nsd_layout, subjects_and_sessions
 from fmridecode.mappers import TRAINABLE
 

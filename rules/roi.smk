@@ -32,7 +32,7 @@ rule roi:
         ),
         definition=lambda w: config["roi"]["definitions"].get(w.roi),
         sessions=lambda w: sessions_of(w.subject),
-        scale=300.0 if NSD_BETAS else 1.0,
+        scale=BETA_SCALE if NSD_BETAS else 1.0,
         format=config["source"]["nsd"]["format"] if NSD_BETAS else "nifti",
         train_repeats=config["roi"]["train_repeats"],
         zscore=config["roi"]["zscore"],

@@ -493,3 +493,33 @@ def test_god_without_a_brain_mask_gets_one_from_the_mean_epi(tmp_path: Path, min
     tiny = find_runs_templated(mini_god["bids"], "01", "perceptionTest01", "perception")[0]
     with pytest.raises(DataError, match="no brain found in its mean EPI.*source.bids.brain_mask"):
         epi_mask(tiny)
+
+
+def test_nsd_and_god_stimulus_sets(mini_nsd: dict, mini_god: dict) -> None:
+    """What rule prepare_stimuli writes: NSD with COCO captions and object labels (none
+    without instances files), GOD with its synsets and zero-shot test categories."""
+    from fmridecode.datasets.sources import stimulus_set
+    from fmridecode.metrics.categories import no_labels_rows
+
+    config = _nsd_config(mini_nsd)
+    _, sessions = subjects_and_sessions(config)
+    nsd_set = stimulus_set(config, sessions)
+    assert set(nsd_set["captions"]["stim_id"]) == set(nsd_set["index"]["stim_id"])
+    assert len(nsd_set["labels"]) and not nsd_set["categories"]["zero_shot"].all()
+    first = nsd_set["index"].iloc[:2]
+    images = nsd_set["load"](list(first["stim_id"]))
+    np.testing.assert_array_equal(images[1], mini_nsd["images"][first["nsd_id"].iloc[1]])
+    config["source"]["nsd"]["instances"] = []
+    bare = stimulus_set(config, sessions)
+    assert bare["labels"].empty and bare["categories"].empty
+    rows = no_labels_rows({"dataset": "d", "subject": "01"}, ["ridge"], "unavailable: x")
+    assert [(r["mapper"], r["feature"]) for r in rows] == [
+        ("none", "fmri"), ("none", "clip"), ("ridge", "mapped_clip")
+    ]  # fmt: skip
+    assert all(np.isnan(r["value"]) and r["status"] == "unavailable: x" for r in rows)
+    god = _config(_preset("god", root=str(mini_god["bids"])))
+    _, sessions = subjects_and_sessions(god)
+    god_set = stimulus_set(god, sessions)
+    assert god_set["captions"].empty
+    zero_shot = set(god_set["categories"].loc[god_set["categories"]["zero_shot"], "category"])
+    assert zero_shot == {mini_god["categories"][s] for s in mini_god["test_ids"]}

@@ -159,3 +159,16 @@ def test_row_layout_and_coordinates_follow_c_order() -> None:
     m[0, 1, 1] = m[1, 0, 0] = 1
     coords = voxel_coordinates(nib.Nifti1Image(m, np.eye(4)))
     assert coords[["i", "j", "k"]].to_numpy().tolist() == [[0, 1, 1], [1, 0, 0]]
+
+
+def test_session_sources_pair_files_with_their_trials(tmp_path: Path) -> None:
+    from fmridecode.voxel_matrix import session_sources
+
+    trials = pd.DataFrame({"session": ["01", "01", "02"], "stim_id": ["a", "b", "c"]})
+    out = session_sources(["s1.nii.gz", "s2.nii.gz"], trials, ["01", "02"], "hdf5", 300.0)
+    assert [s.trials["stim_id"].tolist() for s in out] == [["a", "b"], ["c"]]
+    assert out[1].path == Path("s2.nii.gz") and out[1].fmt == "hdf5" and out[1].scale == 300.0
+    with pytest.raises(DataError, match=r"s3\.nii\.gz: no trials of session 03"):
+        session_sources(["s1.nii.gz", "s3.nii.gz"], trials, ["01", "03"])
+    with pytest.raises(DataError, match="1 betas files for 2 sessions"):
+        session_sources(["s1.nii.gz"], trials, ["01", "02"])

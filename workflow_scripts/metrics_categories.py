@@ -3,7 +3,12 @@ from true CLIP image embeddings and, per mapper, from the decoded embeddings."""
 
 from fmridecode.io import load_indexed, read_parquet
 from fmridecode.mappers.targets import align, l2_normalize
-from fmridecode.metrics.categories import category_auc_rows, multi_hot, train_classifier
+from fmridecode.metrics.categories import (
+    category_auc_rows,
+    multi_hot,
+    no_labels_rows,
+    train_classifier,
+)
 from fmridecode.metrics.table import write_metrics
 from fmridecode.workflow import setup
 
@@ -17,10 +22,7 @@ ids = list(vindex["stim_id"])
 classes = list(read_parquet(smk.input.categories)["category"])
 if not classes:  # a dataset without category labels (NSD, BOLD5000): say so, score nothing
     why = f"unavailable: no category labels in {smk.input.categories}"
-    features = [("none", "fmri"), ("none", "clip")] + [(m, "mapped_clip") for m in p.mappers]
-    base = {"dataset": p.dataset, "subject": w.subject, "metric": "category_auc"}
-    base |= {"category": "mean", "value": float("nan"), "status": why}
-    rows = [{**base, "mapper": m, "feature": f} for m, f in features]
+    rows = no_labels_rows({"dataset": p.dataset, "subject": w.subject}, p.mappers, why)
     log.warning(why)
 else:
     labels = read_parquet(smk.input.labels).groupby("stim_id")["category"].agg(set).to_dict()

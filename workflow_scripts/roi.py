@@ -1,12 +1,10 @@
 """Rule roi: one subject's voxel matrix for one ROI set (bounded memory, see voxel_matrix)."""
 
-from pathlib import Path
-
 import pandas as pd
 
-from fmridecode.io import DataError, read_parquet, write_json
+from fmridecode.io import read_parquet, write_json
 from fmridecode.roi import defined_mask, roi_mask
-from fmridecode.voxel_matrix import SessionBetas, write_voxel_matrix
+from fmridecode.voxel_matrix import session_sources, write_voxel_matrix
 from fmridecode.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -19,13 +17,7 @@ if p.definition is None:
 else:
     mask = defined_mask(p.root, w.subject, p.definition, w.roi)
 trials = pd.concat([read_parquet(t) for t in smk.input.trials], ignore_index=True)
-trials["session"] = trials["session"].astype(str)
-sessions = []
-for ses, betas in zip(p.sessions, smk.input.betas, strict=True):
-    table = trials[trials["session"] == ses]
-    if table.empty:
-        raise DataError(f"{smk.input.trials}: no trials of session {ses} (for {betas})")
-    sessions.append(SessionBetas(Path(betas), table, p.format, p.scale))
+sessions = session_sources(smk.input.betas, trials, p.sessions, p.format, p.scale)
 summary = write_voxel_matrix(
     sessions,
     mask,

@@ -49,6 +49,27 @@ class SessionBetas:
     scale: float = 1.0
 
 
+def session_sources(
+    betas: Sequence[str | os.PathLike],
+    trials: pd.DataFrame,
+    sessions: Sequence[str],
+    fmt: str = "nifti",
+    scale: float = 1.0,
+) -> list[SessionBetas]:
+    """Pair each session's betas file (``betas[i]`` holds session ``sessions[i]``) with its
+    rows of ``trials`` (all sessions' trial tables concatenated; column ``session``)."""
+    if len(betas) != len(sessions):
+        raise DataError(f"{len(betas)} betas files for {len(sessions)} sessions {list(sessions)}")
+    label = trials["session"].astype(str)
+    out = []
+    for ses, path in zip(sessions, betas, strict=True):
+        table = trials[(label == str(ses)).to_numpy()]
+        if table.empty:
+            raise DataError(f"{path}: no trials of session {ses} in the trial tables")
+        out.append(SessionBetas(Path(path), table, fmt, scale))
+    return out
+
+
 def _hdf5_chunks(path: Path, sel: np.ndarray, chunk: int) -> Iterator[np.ndarray]:
     import h5py
 

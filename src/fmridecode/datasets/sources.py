@@ -240,3 +240,40 @@ def session_brain_mask(
     if kind == "bids":
         return bids_brain_mask(config, subject, session)
     return nsd_layout(config["source"]["nsd"]).brainmask(subject)
+
+
+def stimulus_set(config: Mapping[str, Any], sessions: Mapping[str, list[str]]) -> dict[str, Any]:
+    """A real dataset's stimulus set, ready to write: ``index`` (one row per shown image),
+    ``load`` (ids -> images, for ``stimuli.write_images``), ``captions``, ``labels``,
+    ``categories``. NSD: shared1000 test split, imgBrick, COCO captions and (with
+    ``instances``) object categories; BIDS: image folders, COCO captions of COCO-named
+    stimuli, categories from ``category_pattern``. Relative paths are under the root."""
+    from fmridecode.datasets.stimuli import (
+        categories_from_ids,
+        coco_captions,
+        coco_categories,
+        coco_ids,
+        image_file_loader,
+    )
+
+    kind = config["source"]["kind"]
+    cfg = config["source"][kind]
+    root = Path(cfg["root"])
+    if kind == "nsd":
+        index = nsd_stimulus_index(config, sessions)
+        load = nsd_image_loader(nsd_layout(cfg).stimuli)
+        coco_of = dict(zip(index["stim_id"], index["coco_id"], strict=True))
+    elif kind == "bids":
+        index = bids_stimulus_index(config, sessions)
+        load = image_file_loader([root / d for d in cfg["images"]], cfg["image_template"])
+        coco_of = coco_ids(index["stim_id"], cfg["coco_id_pattern"])
+    else:
+        raise ValueError(f"stimulus_set: source.kind {kind!r} has no stimulus files to read")
+    captions = coco_captions([root / f for f in cfg["captions"]], coco_of)
+    if kind == "nsd" and cfg["instances"]:
+        labels, categories = coco_categories([root / f for f in cfg["instances"]], coco_of, index)
+    else:  # GOD: the synset in the image name; datasets without labels: empty tables
+        pattern = cfg["category_pattern"] if kind == "bids" else None
+        labels, categories = categories_from_ids(index, pattern)
+    return {"index": index, "load": load, "captions": captions, "labels": labels,
+            "categories": categories}  # fmt: skip

@@ -120,6 +120,14 @@ def train_classifier(
     return CategoryClassifier(net, mean, std, run, best)
 
 
+def no_labels_rows(base: dict, mappers: list[str], why: str) -> list[dict]:
+    """The ``category_auc`` mean rows of a dataset without category labels, marked
+    unavailable with ``why``: fMRI, true CLIP and each mapper's decoded CLIP."""
+    features = [("none", "fmri"), ("none", "clip")] + [(m, "mapped_clip") for m in mappers]
+    row = {**base, "metric": "category_auc", "category": "mean", "value": float("nan")}
+    return [{**row, "status": why, "mapper": m, "feature": f} for m, f in features]
+
+
 def category_auc_rows(
     scores: np.ndarray,
     Y: np.ndarray,
