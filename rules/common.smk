@@ -106,6 +106,34 @@ def glm_sources(w):
     }
 
 
+#: the source keys that say where a session's runs, events and brain mask are: the glm
+#: rule's params, so that only they (not captions, images, splits) rerun the GLM
+RUN_KEYS = {
+    "synthetic": [],
+    "nsd": ["root", "space", "betas", "format"],
+    "bids": [
+        "root",
+        "events_root",
+        "task",
+        "bold",
+        "events",
+        "brain_mask",
+        "stim_column",
+        "trial_type_column",
+        "trial_types",
+    ],
+}
+
+
+def glm_source():
+    """``source`` reduced to what locates one session's runs (see RUN_KEYS)."""
+    keys = RUN_KEYS[KIND]
+    out = {"kind": KIND}
+    if keys:
+        out[KIND] = {k: config["source"][KIND][k] for k in keys}
+    return out
+
+
 def roi_files(w):
     """The label images of a configured ROI (real datasets), so that a new file reruns it."""
     if KIND == "synthetic":

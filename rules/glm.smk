@@ -54,7 +54,7 @@ rule glm:
         runtime=30,
     params:
         synthetic_root=f"{OUT}/bids",
-        source=config["source"],
+        source=glm_source(),
         glm=config["glm"],
         beta_types=GLM_BETA_TYPES,
     script:
