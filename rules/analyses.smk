@@ -101,6 +101,7 @@ rule microstim:
         "../envs/torch.yaml"
     threads: 1
     resources:
+        gpu=gpus(config["generate"]["tiny"]["device"]),
         mem_mb=4000,
         runtime=10,
     params:

@@ -106,6 +106,13 @@ def glm_sources(w):
     }
 
 
+def gpus(device: str) -> int:
+    """GPUs a job asks its scheduler for (resource ``gpu``, which the SLURM profile turns into
+    ``--gpus``): one when its stage's device is ``cuda``; none for ``cpu`` or ``auto`` (auto
+    uses a GPU only where the job happens to land on one)."""
+    return 1 if str(device).startswith("cuda") else 0
+
+
 #: the source keys that say where a session's runs, events and brain mask are: the glm
 #: rule's params, so that only they (not captions, images, splits) rerun the GLM
 RUN_KEYS = {

@@ -65,6 +65,7 @@ rule embed:
         "../envs/torch.yaml"
     threads: 2
     resources:
+        gpu=gpus(config["embed"]["device"]),
         mem_mb=4000,
         runtime=20,
     params:
@@ -134,6 +135,7 @@ rule embed_views:
         "../envs/torch.yaml"
     threads: 2
     resources:
+        gpu=gpus(config["embed"]["device"]),
         mem_mb=4000,
         runtime=30,
     params:
@@ -169,6 +171,7 @@ rule embed_tokens:
         "../envs/torch.yaml"
     threads: 2
     resources:
+        gpu=gpus(config["embed"]["device"]),
         mem_mb=8000,
         runtime=120,
     params:

@@ -101,6 +101,7 @@ rule fit:
         "../envs/torch.yaml"
     threads: 2
     resources:
+        gpu=gpus(config["fit"]["training"]["device"]),
         mem_mb=4000,
         runtime=30,
     params:
@@ -158,6 +159,7 @@ rule fit_lowres:
         "../envs/torch.yaml"
     threads: 2
     resources:
+        gpu=gpus(config["fit"]["training"]["device"]),
         mem_mb=4000,
         runtime=30,
     params:

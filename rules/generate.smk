@@ -106,6 +106,7 @@ rule generate:
         "../envs/torch.yaml"
     threads: 1
     resources:
+        gpu=gpus(config["generate"]["tiny"]["device"]),
         mem_mb=4000,
         runtime=30,
     params:

@@ -20,6 +20,9 @@ rule glm:
             "datasets/sources.py",
         ),
         unpack(glm_sources),
+        # checked against the events (an unknown stimulus is named by its events file);
+        # ancient: a new stimulus set does not by itself rerun the GLM
+        stimuli=ancient(stim("images.index.parquet")),
     output:
         betas=expand(
             f"{OUT}/glm/sub-{{{{subject}}}}/ses-{{{{session}}}}/betas_type-{{t}}.nii.gz",
@@ -50,6 +53,7 @@ rule glm:
         )
     threads: 1
     resources:
+        gpu=gpus(config["glm"]["device"]) if config["glm"]["backend"] == "torch" else 0,
         mem_mb=4000,
         runtime=30,
     params:

@@ -145,6 +145,7 @@ rule metrics_supervision:
         "../envs/torch.yaml"
     threads: 2
     resources:
+        gpu=gpus(config["fit"]["training"]["device"]),
         mem_mb=4000,
         runtime=30,
     params:
@@ -312,6 +313,7 @@ rule noise_sensitivity:
         "../envs/torch.yaml"
     threads: 1
     resources:
+        gpu=gpus(config["generate"]["tiny"]["device"]),
         mem_mb=4000,
         runtime=30,
     params:

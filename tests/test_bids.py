@@ -13,6 +13,7 @@ from fmridecode.datasets.bids import (
     Run,
     bids_root,
     find_runs,
+    find_runs_templated,
     list_sessions,
     list_subjects,
     load_bold,
@@ -93,6 +94,17 @@ def test_missing_events_file_names_the_bold_file(tree: Path) -> None:
     events.unlink()
     with pytest.raises(DataError, match=r"sub-01_ses-01_task-images_run-2_bold\.nii\.gz.*events"):
         find_runs(tree, "01")
+
+
+def test_missing_bold_file_of_a_run_names_its_events(tree: Path) -> None:
+    """A run whose BOLD file is gone is an error, not a session with one run fewer."""
+    (tree / "sub-01/ses-01/func/sub-01_ses-01_task-images_run-2_bold.nii.gz").unlink()
+    assert len(find_runs(tree, "01", session="02")) == 1  # other sessions are unaffected
+    with pytest.raises(DataError, match=r"run-2_events\.tsv: events of a run whose BOLD"):
+        find_runs(tree, "01", session="01")
+    with pytest.raises(DataError, match=r"run-2_events\.tsv: events of a run whose BOLD"):
+        find_runs_templated(tree, "01", "01", "images")
+    assert len(find_runs(tree, "01", session="01", task="rest")) == 1  # another task's events
 
 
 def test_bad_names_and_missing_folders(tree: Path) -> None:
@@ -190,3 +202,18 @@ def test_load_bold(tree: Path, tmp_path: Path) -> None:
     broken.write_bytes(b"not a nifti")
     with pytest.raises(DataError, match="broken_bold.nii.gz"):
         load_bold(Run("02", None, "images", 1, broken, run.events_path))
+
+
+def test_events_naming_an_unknown_stimulus_are_named(tree: Path) -> None:
+    """The glm stage checks the scanned stimuli against the stimulus set before fitting."""
+    from fmridecode.glm.fit import check_scanned_stimuli
+
+    runs = find_runs(tree, "01", session="01", task="images")
+    check_scanned_stimuli(runs, ["img00001", "img00002", "img00003"])
+    write_events(runs[1].events_path, "onset\tduration\tstim_id\n1\t3\timg00001\n9\t3\timg00042\n")
+    with pytest.raises(DataError) as err:
+        check_scanned_stimuli(runs, ["img00001", "img00002"])
+    assert str(err.value) == (
+        f"{runs[1].events_path}: event 2 names stimulus 'img00042', which is not in the "
+        "stimulus set (1 of 2 events)"
+    )

@@ -361,3 +361,23 @@ def test_fit_session_refuses_mismatched_grids(tmp_path: Path, session) -> None:
         fit_session(runs, mask_img, DUR, progress=False)
     with pytest.raises(DataError, match="grid"):
         fit_session(runs, nib.Nifti1Image(np.ones((4, 3, 3), np.uint8), AFFINE), DUR)
+
+
+def test_fit_session_names_a_truncated_run_and_nan_voxels(tmp_path: Path, session) -> None:
+    """Damaged BOLD files stop the fit with the file named, never with NaN betas."""
+    mask, onsets, idx, expected, vols = session
+    mask_img = nib.Nifti1Image(mask.astype(np.uint8), AFFINE)
+    nan = [v.copy() for v in vols]
+    nan[1][2, 1, 1, 40:] = np.nan  # one voxel inside the mask, from volume 40 on
+    nan[1][0, 0, 0, :] = np.nan  # outside the mask: harmless
+    write_session(tmp_path / "nan", nan, onsets)
+    runs = find_runs(tmp_path / "nan", "01")
+    with pytest.raises(
+        DataError, match=r"run-02_bold\.nii\.gz: 1 voxel\(s\) inside the brain mask"
+    ):
+        fit_session(runs, mask_img, DUR, progress=False)
+    write_session(tmp_path / "cut", vols, onsets)
+    bold = tmp_path / "cut/sub-01/ses-01/func/sub-01_ses-01_task-images_run-01_bold.nii.gz"
+    bold.write_bytes(bold.read_bytes()[: bold.stat().st_size // 2])  # an interrupted copy
+    with pytest.raises(DataError, match=r"run-01_bold\.nii\.gz: cannot read the image data"):
+        fit_session(find_runs(tmp_path / "cut", "01"), mask_img, DUR, progress=False)

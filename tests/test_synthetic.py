@@ -326,3 +326,18 @@ def test_simulate_subject_rejects_mismatched_size(data, tmp_path):
             "01", data / "stim", tmp_path / "bids", tmp_path / "t.npz", "tiny", 0.0, SEED
         )
     assert not (tmp_path / "t.npz").exists()
+
+
+def test_simulate_subjects_selects_who_is_analysed() -> None:
+    """``simulate.subjects`` picks subjects of the preset; one it does not simulate is refused."""
+    from fmridecode.datasets.sources import subjects_and_sessions
+
+    def config(subjects: list[int]) -> dict:
+        return {"source": {"kind": "synthetic"}, "simulate": {"size": "tiny", "subjects": subjects}}
+
+    design = syn.design_summary("tiny")
+    assert subjects_and_sessions(config([])) == (design["subjects"], design["sessions"])
+    subjects, sessions = subjects_and_sessions(config([2]))
+    assert subjects == ["02"] and sessions == {"02": design["sessions"]["02"]}
+    with pytest.raises(DataError, match=r"simulate.subjects: subject 03 is not simulated"):
+        subjects_and_sessions(config([1, 3]))

@@ -1,11 +1,11 @@
 """Rule glm: GLMsingle types A-D for one subject-session."""
 
 from fmridecode.datasets.sources import session_brain_mask, session_runs
-from fmridecode.glm.fit import epi_mask, fit_session
+from fmridecode.glm.fit import check_scanned_stimuli, epi_mask, fit_session
 from fmridecode.glm.official import fit_session_official
 from fmridecode.glm.outputs import write_outputs
 from fmridecode.glm.single import options_from_config
-from fmridecode.io import write_parquet
+from fmridecode.io import read_parquet, write_parquet
 from fmridecode.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -13,6 +13,7 @@ log = setup(smk)
 w, p = smk.wildcards, smk.params
 config = {"source": p.source}
 runs = session_runs(config, w.subject, w.session, p.synthetic_root)
+check_scanned_stimuli(runs, read_parquet(smk.input.stimuli)["stim_id"])
 mask = session_brain_mask(config, w.subject, w.session, p.synthetic_root)
 if mask is None:  # the dataset ships no brain mask: one from the first run's mean EPI
     mask = epi_mask(runs[0])

@@ -13,6 +13,7 @@ import json
 import math
 import re
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,6 +137,7 @@ def find_runs(
             if not events.is_file():
                 raise DataError(f"{bold}: events file {events.name} not found beside it")
             runs.append(Run(subject, ses, m["task"], int(m["run"]), bold, events))
+        _no_orphan_events(sorted(func.glob("*_events.tsv")), {r.events_path for r in runs}, task)
     if not runs:
         raise DataError(f"{sub_dir}: no BOLD runs found (session={session}, task={task})")
     runs.sort(key=lambda r: (_label_key(r.session), r.run, r.task))
@@ -291,14 +293,14 @@ def repetition_time(bids_dir: str | Path, run: Run) -> float:
             raise DataError(f"{run.bold_path}: no RepetitionTime in sidecars nor in the header")
         warnings.warn(
             f"{run.bold_path}: no RepetitionTime in any JSON sidecar; using the NIfTI header "
-            f"pixdim[4] = {tr_header} s",
+            f"pixdim[4] = {tr_header:.6g} s",
             stacklevel=2,
         )
         return tr_header
     if tr_header is not None and abs(tr_header - tr_json) > TR_TOLERANCE_S:
         raise DataError(
-            f"{run.bold_path}: header TR {tr_header} s disagrees with RepetitionTime "
-            f"{tr_json} s from {source}"
+            f"{run.bold_path}: header TR {tr_header:.6g} s disagrees with RepetitionTime "
+            f"{tr_json:.6g} s from {source}"
         )
     return float(tr_json)
 
@@ -319,6 +321,15 @@ def load_bold(run: Run) -> nib.Nifti1Image:
     return img
 
 
+def read_bold_data(img: nib.Nifti1Image, path: str | Path) -> np.ndarray:
+    """The voxel data of a BOLD image as float32; a truncated or corrupt file is a DataError
+    naming it (nibabel reads lazily, so this is where a damaged file shows)."""
+    try:
+        return np.asarray(img.dataobj, dtype=np.float32)
+    except (*_READ_ERRORS, zlib.error) as e:
+        raise DataError(f"{path}: cannot read the image data, truncated or corrupt ({e})") from e
+
+
 #: where the synthetic dataset (and any plain BIDS dataset) keeps its runs
 BOLD_TEMPLATE = (
     "sub-{subject}/ses-{session}/func/sub-{subject}_ses-{session}_task-{task}_run-{run}_bold.nii.gz"
@@ -334,6 +345,15 @@ def fill(template: str, **entities: str) -> str:
     for key, value in entities.items():
         out = out.replace("{" + key + "}", str(value))
     return out
+
+
+def _no_orphan_events(events: list[Path], paired: set[Path], task: str | None = None) -> None:
+    """A run whose events file is there but whose BOLD file is not (a failed download, a
+    renamed file) is an error, not a run silently left out of the session."""
+    for ev in events:
+        if ev in paired or (task is not None and f"_task-{task}_" not in ev.name):
+            continue
+        raise DataError(f"{ev}: events of a run whose BOLD file is missing")
 
 
 def find_runs_templated(
@@ -371,4 +391,12 @@ def find_runs_templated(
         found.append(Run(subject, session, task, int(m["run"]), path, ev, spec or EventSpec()))
     if not found:
         raise DataError(f"{root / pattern}: no BOLD runs match (sub-{subject}, ses-{session})")
+    ev_pattern = fill(events, subject=subject, session=session, task=task)
+    if "{run}" in ev_pattern:
+        ev_regex = re.compile(
+            "^" + re.escape(ev_pattern).replace(re.escape("{run}"), "[0-9]+") + "$"
+        )
+        candidates = sorted(events_root.glob(ev_pattern.replace("{run}", "*")))
+        ours = [p for p in candidates if ev_regex.match(p.relative_to(events_root).as_posix())]
+        _no_orphan_events(ours, {r.events_path for r in found})
     return sorted(found, key=lambda r: r.run)

@@ -53,7 +53,15 @@ def subjects_and_sessions(config: Mapping[str, Any]) -> tuple[list[str], dict[st
         from fmridecode.datasets.synthetic import design_summary
 
         design = design_summary(config["simulate"]["size"])
-        return design["subjects"], design["sessions"]
+        wanted = config["simulate"].get("subjects") or []
+        subjects = [f"{int(s):02d}" for s in wanted] or design["subjects"]
+        unknown = sorted(set(subjects) - set(design["subjects"]))
+        if unknown:
+            raise DataError(
+                f"simulate.subjects: subject {unknown[0]} is not simulated by size "
+                f"'{config['simulate']['size']}' (it has {', '.join(design['subjects'])})"
+            )
+        return subjects, {s: design["sessions"][s] for s in subjects}
     if kind == "nsd":
         cfg = config["source"]["nsd"]
         layout = nsd_layout(cfg)

@@ -9,7 +9,7 @@ subject-session's BOLD runs inside a brain mask through the BIDS reader first.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,14 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from fmridecode.datasets.bids import Run, bids_root, load_bold, read_events, repetition_time
+from fmridecode.datasets.bids import (
+    Run,
+    bids_root,
+    load_bold,
+    read_bold_data,
+    read_events,
+    repetition_time,
+)
 from fmridecode.datasets.nsd import design_events
 from fmridecode.glm.single import TYPES, GLMOptions, GLMSingleResult, fit_glm
 from fmridecode.io import DataError
@@ -189,6 +196,22 @@ def run_events(run: Run, tr: float) -> pd.DataFrame:
     return read_events(run.events_path, run.events)
 
 
+def check_scanned_stimuli(runs: list, known: Iterable[str]) -> None:
+    """Every stimulus the runs' events name is in the stimulus set (``known`` ids); else a
+    DataError naming the events file, the first such event and how many there are - a typo,
+    a stale events file or the wrong stimulus folder, caught before the GLM is fitted."""
+    known = set(map(str, known))
+    for run in runs:
+        # the stimulus ids do not depend on the TR (NSD's design files: volumes, not seconds)
+        stim = run_events(run, run.tr or 1.0)["stim_id"].astype(str).to_numpy()
+        bad = np.flatnonzero(~np.isin(stim, list(known)))
+        if len(bad):
+            raise DataError(
+                f"{run.events_path}: event {bad[0] + 1} names stimulus {stim[bad[0]]!r}, which "
+                f"is not in the stimulus set ({len(bad)} of {len(stim)} events)"
+            )
+
+
 def load_session(
     runs: list[Run],
     mask_img: nib.Nifti1Image | str | Path,
@@ -222,9 +245,18 @@ def load_session(
                 "and/or the other runs'"
             )
         trs.append(run.tr if run.tr is not None else repetition_time(bids_root(run), run))
-        vol = np.asarray(img.dataobj, dtype=np.float32)
-        data.append(np.ascontiguousarray(vol[mask].T))
+        vol = read_bold_data(img, run.bold_path)
+        masked = vol[mask]  # (voxels, volumes)
         del vol
+        bad = ~np.isfinite(masked).all(axis=1)
+        if bad.any():
+            ijk = tuple(int(c[bad][0]) for c in np.nonzero(mask))
+            raise DataError(
+                f"{run.bold_path}: {int(bad.sum())} voxel(s) inside the brain mask "
+                f"({mask_name}) with NaN or infinite values, e.g. voxel {ijk}; leave them out "
+                "of the mask"
+            )
+        data.append(np.ascontiguousarray(masked.T))
         events.append(run_events(run, trs[-1]))
     if max(trs) - min(trs) > 1e-3:
         i = int(np.argmax(np.abs(np.array(trs) - trs[0])))
