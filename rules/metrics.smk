@@ -25,12 +25,21 @@ rule metrics_glm:
 
 
 rule metrics_noise_ceiling:
-    """NSD's noise ceiling (ncsnr) of the betas, per ROI set and as a map on the fit ROI."""
+    """NSD's noise ceiling (ncsnr) of the betas, per ROI set and as a map on the fit ROI; the
+    GLM's R2 of each type per ROI set."""
     input:
         lib("metrics/noise_ceiling.py", "metrics/table.py", "roi.py", "glm/outputs.py"),
         betas=lambda w: glm_betas(w.subject),
         trials=lambda w: expand(
             f"{OUT}/glm/sub-{w.subject}/ses-{{session}}/trials.parquet",
+            session=sessions_of(w.subject),
+        ),
+        maps=lambda w: expand(
+            f"{OUT}/glm/sub-{w.subject}/ses-{{session}}/maps.nii.gz",
+            session=sessions_of(w.subject),
+        ),
+        summaries=lambda w: expand(
+            f"{OUT}/glm/sub-{w.subject}/ses-{{session}}/summary.json",
             session=sessions_of(w.subject),
         ),
         bids=f"{OUT}/bids/sub-{{subject}}",

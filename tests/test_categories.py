@@ -51,3 +51,37 @@ def test_classifier_learns_categories_and_is_deterministic():
     assert abs(chance["value"] - 0.5) < 0.15
     with pytest.raises(DataError, match="non-finite"):
         train_classifier(np.full((10, 3), np.nan), Y[:10])
+
+
+def test_category_decoding_rows_fmri_clip_and_mapped_clip():
+    """The whole Mind Reader 3.4 flow on a case where voxels and embeddings both carry the
+    labels: decoded embeddings equal to the true ones score what the clip classifier scores;
+    a category absent from the training rows is unavailable; misordered decoded rows fail."""
+    from fmridecode.metrics.categories import category_decoding_rows
+
+    rng = np.random.default_rng(2)
+    classes = ["a", "b", "c", "held"]
+    ids = [f"s{i:03d}" for i in range(200)]
+    split = np.array(["train"] * 160 + ["test"] * 40)
+    labels = {s: {c for c in classes[:3] if rng.random() < 0.4} for s in ids}
+    for s in ids[160:170]:
+        labels[s].add("held")  # only in test images: never learnable
+    Y = multi_hot([labels[s] for s in ids], classes)
+    X = Y @ rng.normal(size=(4, 30)) + 0.3 * rng.normal(size=(200, 30))
+    clip = Y @ rng.normal(size=(4, 16)) + 0.3 * rng.normal(size=(200, 16))
+    clip /= np.linalg.norm(clip, axis=1, keepdims=True)
+    test_ids = ids[160:]
+    decoded = {"perfect": (clip[160:], test_ids)}
+    rows = category_decoding_rows(X, split, ids, labels, classes, clip, decoded,
+                                  {"dataset": "d", "subject": "01"}, seed=0, epochs=40)  # fmt: skip
+    mean = {(r["mapper"], r["feature"]): r["value"] for r in rows if r["category"] == "mean"}
+    assert set(mean) == {("none", "fmri"), ("none", "clip"), ("perfect", "mapped_clip")}
+    assert mean[("none", "fmri")] > 0.9 and mean[("none", "clip")] > 0.9, mean
+    assert mean[("perfect", "mapped_clip")] == mean[("none", "clip")]
+    held = [r for r in rows if r["category"] == "held"]
+    assert len(held) == 3 and all(
+        r["status"] == "unavailable: not in training images" for r in held
+    )
+    with pytest.raises(DataError, match="perfect: decoded embeddings are not the test rows"):
+        category_decoding_rows(X, split, ids, labels, classes, clip,
+                               {"perfect": (clip[160:], test_ids[::-1])}, {}, epochs=2)  # fmt: skip

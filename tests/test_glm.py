@@ -381,3 +381,33 @@ def test_fit_session_names_a_truncated_run_and_nan_voxels(tmp_path: Path, sessio
     bold.write_bytes(bold.read_bytes()[: bold.stat().st_size // 2])  # an interrupted copy
     with pytest.raises(DataError, match=r"run-01_bold\.nii\.gz: cannot read the image data"):
         fit_session(find_runs(tmp_path / "cut", "01"), mask_img, DUR, progress=False)
+
+
+def test_r2_per_roi_averages_sessions_then_takes_the_roi_median(tmp_path: Path) -> None:
+    """glm_r2 rows: each type's R2 map averaged over sessions, median over an ROI's voxels."""
+    from fmridecode.glm.outputs import r2_per_roi, read_map
+
+    names = ["meanvol", "R2_B", "R2_C"]
+    shape = (3, 2, 2)
+    sessions = []
+    for k, offset in enumerate((0.0, 10.0)):
+        vol = np.zeros((*shape, 3), np.float32)
+        vol[..., 1] = np.arange(12).reshape(shape) + offset  # R2_B: 0..11 (+10)
+        vol[..., 2] = 50.0 + offset  # R2_C: constant
+        maps, summary = tmp_path / f"maps{k}.nii.gz", tmp_path / f"summary{k}.json"
+        nib.save(nib.Nifti1Image(vol, AFFINE), maps)
+        summary.write_text(json.dumps({"maps": names}))
+        sessions.append((maps, summary))
+    np.testing.assert_array_equal(read_map(*sessions[1], "R2_C"), np.full(shape, 60.0))
+    roi = np.zeros(shape, np.uint8)
+    roi[0, :, :] = 1  # voxels 0..3 of C order
+    masks = {"a": nib.Nifti1Image(roi, AFFINE), "all": nib.Nifti1Image(roi * 0 + 1, AFFINE)}
+    rows = {(r["roi"], r["glm_type"]): r for r in r2_per_roi(sessions, masks)}
+    # session mean of R2_B = voxel index + 5; ROI a holds voxels 0..3: median 6.5
+    assert rows[("a", "B")] == {"roi": "a", "glm_type": "B", "value": 6.5, "n": 4}
+    assert rows[("all", "B")]["value"] == 10.5 and rows[("all", "B")]["n"] == 12
+    assert rows[("a", "C")]["value"] == 55.0 and len(rows) == 4
+    with pytest.raises(DataError, match=r"summary0\.json: no map named 'R2_D'"):
+        read_map(*sessions[0], "R2_D")
+    with pytest.raises(DataError, match="ROI b: grid"):
+        r2_per_roi(sessions, {"b": nib.Nifti1Image(np.ones((2, 2, 2), np.uint8), AFFINE)})

@@ -96,9 +96,14 @@ def test_metrics_table_complete_and_finite(tiny_run):
         "zero_shot_top5",
         "category_auc",
         "glm_recovery_r",
+        "glm_r2",
         "noise_ceiling",
     }
     assert expected <= set(m["metric"])
+    r2 = m[m["metric"] == "glm_r2"].set_index(["subject", "roi", "glm_type"])["value"]
+    assert len(r2) == N * 2 * 4 and r2.between(0, 100).all()  # 2 ROI sets x types A-D
+    for s in SUBJECTS:  # single-trial betas explain far more than the on-off model (seen 78 vs 4)
+        assert r2[(s, "nsdgeneral", "B")] > r2[(s, "nsdgeneral", "A")] + 20, r2
     zero_shot = m[m["metric"].str.startswith("zero_shot")]  # test images show held-out ones
     assert (zero_shot["status"] == "ok").all() and (zero_shot["n"] > 0).all(), zero_shot
     assert set(zero_shot["target"]) == {"image", "text"}
@@ -110,7 +115,7 @@ def test_metrics_table_complete_and_finite(tiny_run):
     networks = missing["feature"].isin(["alexnet2", "alexnet5", "inception", "effnet", "swav"])
     assert missing.loc[networks, "status"].str.contains("no .* weights").all()
     n_way = missing["metric"] == "n_way"  # the pools of 16 fit; 50-way does not
-    assert (missing.loc[n_way, "n"] == 50).all()
+    assert (missing.loc[n_way, "ways"] == 50).all()
     # categories held out of training, or absent from the 24 test images, have no AUC
     auc = missing["metric"] == "category_auc"
     assert missing.loc[auc, "status"].str.contains("not in training|test images show").all()
@@ -120,7 +125,8 @@ def test_metrics_table_complete_and_finite(tiny_run):
         rows = recon[recon["feature"] == feature]
         assert set(rows["generator"]) == set(recon["generator"]), feature
     n_way = m[(m["metric"] == "n_way") & ok]
-    assert set(n_way["n"]) == {2, 5, 10} and (n_way["chance"] == 1 / n_way["n"]).all()
+    assert set(n_way["ways"]) == {2, 5, 10} and (n_way["chance"] == 1 / n_way["ways"]).all()
+    assert (n_way["n"] == 24).all()  # n counts the test items on every row
 
 
 def test_category_decoding_auc(tiny_run):

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 from fmridecode.glm.fit import SessionFit  # noqa: E402
 from fmridecode.glm.single import GLMOptions  # noqa: E402
-from fmridecode.io import atomic_dir, save_nifti, write_json  # noqa: E402
+from fmridecode.io import DataError, atomic_dir, read_json, save_nifti, write_json  # noqa: E402
 
 
 def volume(fit: SessionFit, values: np.ndarray) -> np.ndarray:
@@ -161,3 +161,39 @@ def write_outputs(
     write_json(summary(fit, opts, list(named)), summary_path)
     with atomic_dir(figures_dir) as tmp:
         figures(fit, Path(tmp))
+
+
+def read_map(maps_path: str | Path, summary_path: str | Path, name: str) -> np.ndarray:
+    """One named volume (X, Y, Z) of a session's ``maps.nii.gz``; the names are in its
+    ``summary.json`` (``maps``), e.g. ``R2_C`` or ``hrf_index``."""
+    names = read_json(summary_path).get("maps", [])
+    if name not in names:
+        raise DataError(f"{summary_path}: no map named {name!r} (maps: {names})")
+    img = nib.load(maps_path)
+    if img.ndim != 4 or img.shape[3] != len(names):
+        raise DataError(f"{maps_path}: {img.shape} does not hold the {len(names)} maps named")
+    return np.asarray(img.dataobj[..., names.index(name)], dtype=np.float32)
+
+
+def r2_per_roi(
+    sessions: list[tuple[str | Path, str | Path]], masks: dict[str, nib.Nifti1Image]
+) -> list[dict[str, Any]]:
+    """GLM quality per ROI: for every type's R2 map (``R2_A`` ... ``R2_D``), the per-voxel R2
+    averaged over the sessions (``(maps, summary)`` paths), and its median over the voxels of
+    each mask; rows ``roi, glm_type, value, n`` (n = voxels)."""
+    names = read_json(sessions[0][1]).get("maps", [])
+    types = [n.removeprefix("R2_") for n in names if n.startswith("R2_")]
+    rows = []
+    for t in types:
+        mean = np.mean([read_map(m, s, f"R2_{t}") for m, s in sessions], axis=0)
+        for roi, mask in masks.items():
+            inside = np.asarray(mask.dataobj) > 0
+            if inside.shape != mean.shape:
+                raise DataError(
+                    f"ROI {roi}: grid {inside.shape} differs from the maps' {mean.shape}"
+                )
+            vals = mean[inside]
+            rows.append(
+                {"roi": roi, "glm_type": t, "value": float(np.median(vals)), "n": int(vals.size)}
+            )
+    return rows

@@ -159,3 +159,55 @@ def category_auc_rows(
     else:
         rows.append({**mean, "value": np.nan, "status": "unavailable: no scorable category"})
     return rows
+
+
+def category_decoding_rows(
+    X: np.ndarray,
+    split: Sequence[str],
+    stim_ids: Sequence[str],
+    labels: Mapping[str, set[str]],
+    classes: Sequence[str],
+    clip: np.ndarray,
+    decoded: Mapping[str, tuple[np.ndarray, list[str]]],
+    base: Mapping[str, Any],
+    *,
+    seed: int = 0,
+    log: Any = None,
+    **settings: Any,
+) -> list[dict]:
+    """Mind Reader's category decoding (3.4) for one subject, as ``category_auc`` rows.
+
+    ``X`` (rows, voxels) with each row's ``split`` and ``stim_id``; ``labels`` the categories
+    each stimulus shows; ``clip`` the true CLIP image embeddings of those rows (L2-normalised);
+    ``decoded`` maps each mapper to its decoded test embeddings and their stimulus ids. One
+    classifier is trained on the training rows' voxels (``feature`` fmri) and one on their CLIP
+    embeddings (clip); the clip classifier then scores each mapper's decoded embeddings
+    (mapped_clip). ``settings`` go to ``train_classifier``."""
+    split = np.asarray(split)
+    train, test = split == "train", split == "test"
+    ids = list(stim_ids)
+    Y = multi_hot([labels.get(s, set()) for s in ids], classes)
+    trainable = Y[train].sum(axis=0) > 0  # categories held out of training cannot be learned
+    test_ids = [s for s, t in zip(ids, test, strict=True) if t]
+    rows: list[dict] = []
+    classifiers = {}
+    for feature, inputs in (("fmri", X), ("clip", clip)):
+        clf = classifiers[feature] = train_classifier(
+            inputs[train], Y[train], seed=seed, **settings
+        )
+        rows += category_auc_rows(
+            clf.predict(inputs[test]), Y[test], classes,
+            {**base, "mapper": "none", "feature": feature}, trainable,
+        )  # fmt: skip
+        if log is not None:
+            log.info("%s: %d epochs, mean AUC %.3f", feature, clf.epochs_run, rows[-1]["value"])
+    for mapper, (pred, pred_ids) in decoded.items():
+        if list(pred_ids) != test_ids:
+            raise DataError(f"{mapper}: decoded embeddings are not the test rows in order")
+        rows += category_auc_rows(
+            classifiers["clip"].predict(pred), Y[test], classes,
+            {**base, "mapper": mapper, "feature": "mapped_clip"}, trainable,
+        )  # fmt: skip
+        if log is not None:
+            log.info("mapped_clip (%s): mean AUC %.3f", mapper, rows[-1]["value"])
+    return rows

@@ -51,7 +51,7 @@ def identification_rows(
          "value": two_way_random(pred, true, repeats=repeats, seed=seed)},
     ]  # fmt: skip
     for n in n_way:
-        row = {**base, "metric": "n_way", "n": int(n), "chance": 1.0 / n}
+        row = {**base, "metric": "n_way", "ways": int(n), "chance": 1.0 / n}
         if n > m:
             rows.append({**row, "value": np.nan, "status": f"unavailable: {m} test items < {n}"})
         else:

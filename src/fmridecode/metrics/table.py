@@ -1,8 +1,9 @@
 """The one metrics writer: tidy, long-format parquet rows that follow the metric vocabulary.
 
 Every row has ``dataset, subject, mapper, metric, value, status`` plus whatever identifies the
-condition (``target``, ``generator``, ``k``, ``pool``, ``direction``, ``feature``, ``n``,
-``glm_type``, ``roi``, ``chance``). A value that cannot be computed is written as missing with
+condition (``target``, ``generator``, ``k``, ``ways``, ``pool``, ``direction``, ``feature``,
+``n``, ``glm_type``, ``roi``, ``chance``); ``n`` is always a count (test items, voxels, images),
+``ways`` the n of n-way identification. A value that cannot be computed is written as missing with
 ``status`` saying why; a computed value must be finite.
 """
 
@@ -38,8 +39,10 @@ METRICS: dict[str, str] = {
     "two_way_random": "BrainCLIP's 2-way identification: the prediction against its own target "
     "and one random other test item, repeated 50 times per item (seeded); chance 0.5",
     "n_way": "fraction of (item, draw) where the prediction correlates more with its own "
-    "target than with each of n - 1 random distinct other test items (50 seeded draws per "
-    "item); chance 1/n",
+    "target than with each of ways - 1 random distinct other test items (50 seeded draws per "
+    "item); chance 1/ways; n = test items",
+    "glm_r2": "GLMsingle's R^2 (%) of the time series by each type's model (glm_type A-D), "
+    "per voxel averaged over the subject's sessions; median over the voxels of roi; n = voxels",
     "effnet_distance": "mean over test images of the correlation distance (1 - Pearson r) "
     "between EfficientNet-B1 avgpool features of reconstruction and stimulus; lower is better",
     "swav_distance": "mean over test images of the correlation distance between SwAV "
@@ -86,6 +89,7 @@ COLUMNS = [
     "target",
     "feature",
     "k",
+    "ways",
     "pool",
     "direction",
     "n",
