@@ -16,19 +16,45 @@ def tiny_run(tmp_path_factory):
     """The whole DAG on tests/configs/tiny.yaml, run once per test worker (about 3 minutes)."""
     from workflow_helpers import TINY, snakemake
 
+    if _UNGROUPED:
+        pytest.fail(
+            f"pytest-xdist did not group the {len(_UNGROUPED)} tests of the tiny run (e.g. "
+            f"{_UNGROUPED[0]}), so both workers would make it: pytest {pytest.__version__} with "
+            "this pytest-xdist; install the pytest that .[test] pins"
+        )
     workdir = tmp_path_factory.mktemp("tiny")
     snakemake(workdir, configfiles=[TINY])
     return workdir
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
+def _uses_tiny_run(item) -> bool:
+    return "tiny_run" in getattr(item, "fixturenames", ())
+
+
+def pytest_itemcollected(item):
     """Under ``-n 2 --dist loadgroup`` (pyproject's addopts), every test that reads the tiny
     run goes to the same worker, so the run is made once while the other worker takes the
-    rest of the suite. They are also moved to the front, so that their worker starts on the
-    run at once (the longest chain of the suite) instead of after its share of the others."""
-    uses = {id(it): "tiny_run" in getattr(it, "fixturenames", ()) for it in items}
-    for item in items:
-        if uses[id(item)]:
-            item.add_marker(pytest.mark.xdist_group("tiny_run"))
-    items.sort(key=lambda it: not uses[id(it)])  # stable: the order within each part is kept
+    rest of the suite. Marked here, as each test is collected, because xdist reads the group
+    in its own collection_modifyitems hook, whose order relative to ours is not fixed."""
+    if _uses_tiny_run(item):
+        item.add_marker(pytest.mark.xdist_group("tiny_run"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tiny run's tests first, so that their worker starts on the run at once (the
+    longest chain of the suite) instead of after its share of the others."""
+    items.sort(key=lambda it: not _uses_tiny_run(it))  # stable: each part keeps its order
+
+
+def pytest_collection_finish(session):
+    """On an xdist worker under loadgroup, the tiny run's tests must carry the group in their
+    ids (xdist's way of keeping them on one worker); refuse to run rather than make the
+    tiny run on both workers, as pytest 9.2 with xdist 3.8 silently does."""
+    if not os.environ.get("PYTEST_XDIST_WORKER") or not session.config.getvalue("loadgroup"):
+        return  # (on a worker, xdist sets 'loadgroup' when the controller runs --dist loadgroup)
+    loose = [it.nodeid for it in session.items if _uses_tiny_run(it)]
+    _UNGROUPED.extend(n for n in loose if not n.endswith("@tiny_run"))
+
+
+#: tiny-run tests xdist did not group (tiny_run then fails them, saying why)
+_UNGROUPED: list[str] = []
