@@ -48,8 +48,8 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_collection_finish(session):
     """On an xdist worker under loadgroup, the tiny run's tests must carry the group in their
-    ids (xdist's way of keeping them on one worker); refuse to run rather than make the
-    tiny run on both workers, as pytest 9.2 with xdist 3.8 silently does."""
+    ids (xdist's way of keeping them on one worker); if not, tiny_run fails them with the
+    reason rather than make the run on both workers, as pytest 9.2 with xdist 3.8 would."""
     if not os.environ.get("PYTEST_XDIST_WORKER") or not session.config.getvalue("loadgroup"):
         return  # (on a worker, xdist sets 'loadgroup' when the controller runs --dist loadgroup)
     loose = [it.nodeid for it in session.items if _uses_tiny_run(it)]
