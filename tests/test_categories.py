@@ -56,7 +56,7 @@ def test_classifier_learns_categories_and_is_deterministic():
 def test_category_decoding_rows_fmri_clip_and_mapped_clip():
     """The whole Mind Reader 3.4 flow on a case where voxels and embeddings both carry the
     labels: decoded embeddings equal to the true ones score what the clip classifier scores;
-    a category absent from the training rows is unavailable; misordered decoded rows fail."""
+    a category absent from the training rows is unavailable; a missing decoded row fails."""
     from fmridecode.metrics.categories import category_decoding_rows
 
     rng = np.random.default_rng(2)
@@ -71,8 +71,10 @@ def test_category_decoding_rows_fmri_clip_and_mapped_clip():
     clip = Y @ rng.normal(size=(4, 16)) + 0.3 * rng.normal(size=(200, 16))
     clip /= np.linalg.norm(clip, axis=1, keepdims=True)
     test_ids = ids[160:]
-    decoded = {"perfect": (clip[160:], test_ids)}
-    rows = category_decoding_rows(X, split, ids, labels, classes, clip, decoded,
+    order = rng.permutation(200)  # the caches' own row order: matched by stimulus id
+    true = (clip[order], [ids[i] for i in order])
+    decoded = {"perfect": (5 * clip[160:][::-1], test_ids[::-1])}  # any scale, any order
+    rows = category_decoding_rows(X, split, ids, labels, classes, true, decoded,
                                   {"dataset": "d", "subject": "01"}, seed=0, epochs=40)  # fmt: skip
     mean = {(r["mapper"], r["feature"]): r["value"] for r in rows if r["category"] == "mean"}
     assert set(mean) == {("none", "fmri"), ("none", "clip"), ("perfect", "mapped_clip")}
@@ -82,6 +84,6 @@ def test_category_decoding_rows_fmri_clip_and_mapped_clip():
     assert len(held) == 3 and all(
         r["status"] == "unavailable: not in training images" for r in held
     )
-    with pytest.raises(DataError, match="perfect: decoded embeddings are not the test rows"):
-        category_decoding_rows(X, split, ids, labels, classes, clip,
-                               {"perfect": (clip[160:], test_ids[::-1])}, {}, epochs=2)  # fmt: skip
+    with pytest.raises(DataError, match="perfect decoded embeddings: no embedding for 1"):
+        category_decoding_rows(X, split, ids, labels, classes, true,
+                               {"perfect": (clip[161:], test_ids[1:])}, {}, epochs=2)  # fmt: skip

@@ -1,5 +1,7 @@
 """Rule embed_classes: prompt-ensemble embeddings of every category (zero-shot classifiers)."""
 
+import numpy as np
+
 from fmridecode.embeddings.model import load_model
 from fmridecode.embeddings.prompts import TEMPLATES, class_embeddings
 from fmridecode.embeddings.tokens import class_embeddings_with_context, load_context
@@ -15,9 +17,8 @@ categories = read_parquet(smk.input.categories)
 model, _, tokenizer = load_model(p.model, p.pretrained)
 names = list(categories["category"])
 if not names:  # a dataset without category labels (NSD, BOLD5000): zero-shot rows unavailable
-    import numpy as np
-
-    emb = np.zeros((0, load_indexed(smk.input.image)[0].shape[1]), dtype=np.float32)
+    width = load_indexed(smk.input.image, mmap=True)[0].shape[1]
+    emb = np.zeros((0, width), dtype=np.float32)
     log.warning(
         "no category labels in %s: zero-shot metrics will be unavailable", smk.input.categories
     )

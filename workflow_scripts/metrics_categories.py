@@ -2,7 +2,6 @@
 from true CLIP image embeddings and, per mapper, from the decoded embeddings."""
 
 from fmridecode.io import load_indexed, read_parquet
-from fmridecode.mappers.targets import align, l2_normalize
 from fmridecode.metrics.categories import category_decoding_rows, no_labels_rows
 from fmridecode.metrics.table import write_metrics
 from fmridecode.workflow import setup
@@ -21,15 +20,12 @@ else:
     ids = list(vindex["stim_id"])
     labels = read_parquet(smk.input.labels).groupby("stim_id")["category"].agg(set).to_dict()
     emb, emb_index = load_indexed(smk.input.image)
-    clip = l2_normalize(align(emb, list(emb_index["stim_id"]), ids, "image embeddings"))
-    test_ids = list(vindex.loc[vindex["split"] == "test", "stim_id"])
     decoded = {}
     for mapper, path in zip(p.mappers, smk.input.pred, strict=True):
         pred, pindex = load_indexed(path)
-        pred = align(pred, list(pindex["stim_id"]), test_ids, "decoded embeddings")
-        decoded[mapper] = (l2_normalize(pred), test_ids)
+        decoded[mapper] = (pred, pindex["stim_id"])
     rows = category_decoding_rows(
-        X, vindex["split"], ids, labels, classes, clip, decoded, base,
+        X, vindex["split"], ids, labels, classes, (emb, emb_index["stim_id"]), decoded, base,
         seed=p.seed, log=log, **dict(p.settings),
     )  # fmt: skip
 write_metrics([{**r, "target": "image"} for r in rows], smk.output[0])

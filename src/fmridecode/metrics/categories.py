@@ -22,6 +22,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from fmridecode.io import DataError
+from fmridecode.mappers.targets import align, l2_normalize
 
 
 def multi_hot(labels: Sequence[set[str]], classes: Sequence[str]) -> np.ndarray:
@@ -167,8 +168,8 @@ def category_decoding_rows(
     stim_ids: Sequence[str],
     labels: Mapping[str, set[str]],
     classes: Sequence[str],
-    clip: np.ndarray,
-    decoded: Mapping[str, tuple[np.ndarray, list[str]]],
+    clip: tuple[np.ndarray, Sequence[str]],
+    decoded: Mapping[str, tuple[np.ndarray, Sequence[str]]],
     base: Mapping[str, Any],
     *,
     seed: int = 0,
@@ -178,8 +179,9 @@ def category_decoding_rows(
     """Mind Reader's category decoding (3.4) for one subject, as ``category_auc`` rows.
 
     ``X`` (rows, voxels) with each row's ``split`` and ``stim_id``; ``labels`` the categories
-    each stimulus shows; ``clip`` the true CLIP image embeddings of those rows (L2-normalised);
-    ``decoded`` maps each mapper to its decoded test embeddings and their stimulus ids. One
+    each stimulus shows; ``clip`` the true CLIP image embeddings and their stimulus ids;
+    ``decoded`` maps each mapper to its decoded test embeddings and their stimulus ids (rows
+    are matched by id; embeddings are L2-normalised here). One
     classifier is trained on the training rows' voxels (``feature`` fmri) and one on their CLIP
     embeddings (clip); the clip classifier then scores each mapper's decoded embeddings
     (mapped_clip). ``settings`` go to ``train_classifier``."""
@@ -189,6 +191,7 @@ def category_decoding_rows(
     Y = multi_hot([labels.get(s, set()) for s in ids], classes)
     trainable = Y[train].sum(axis=0) > 0  # categories held out of training cannot be learned
     test_ids = [s for s, t in zip(ids, test, strict=True) if t]
+    clip = l2_normalize(align(clip[0], list(clip[1]), ids, "image embeddings"))
     rows: list[dict] = []
     classifiers = {}
     for feature, inputs in (("fmri", X), ("clip", clip)):
@@ -202,8 +205,7 @@ def category_decoding_rows(
         if log is not None:
             log.info("%s: %d epochs, mean AUC %.3f", feature, clf.epochs_run, rows[-1]["value"])
     for mapper, (pred, pred_ids) in decoded.items():
-        if list(pred_ids) != test_ids:
-            raise DataError(f"{mapper}: decoded embeddings are not the test rows in order")
+        pred = l2_normalize(align(pred, list(pred_ids), test_ids, f"{mapper} decoded embeddings"))
         rows += category_auc_rows(
             classifiers["clip"].predict(pred), Y[test], classes,
             {**base, "mapper": mapper, "feature": "mapped_clip"}, trainable,
