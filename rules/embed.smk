@@ -73,6 +73,7 @@ rule embed:
         pretrained=clip_weights,
         stim_dir=parent_of("images"),
         clamp=config["embed"]["clamp"],
+        dtype=config["embed"]["dtype"]["pooled"],
         batch_size=config["embed"]["batch_size"],
         workers=config["embed"]["workers"],
         device=config["embed"]["device"],
@@ -105,6 +106,7 @@ rule screen_captions:
         runtime=5,
     params:
         keep_ratio=config["embed"]["screening"]["keep_ratio"],
+        dtype=config["embed"]["dtype"]["pooled"],
     script:
         "../workflow_scripts/screen_captions.py"
 
@@ -142,6 +144,7 @@ rule embed_views:
         model=config["embed"]["model"],
         pretrained=clip_weights,
         augment=config["embed"]["augment"],
+        dtype=config["embed"]["dtype"]["pooled"],
         seed=config["embed"]["seed"],
         batch_size=config["embed"]["batch_size"],
         workers=config["embed"]["workers"],
@@ -178,7 +181,7 @@ rule embed_tokens:
         model=config["embed"]["model"],
         pretrained=clip_weights,
         stim_dir=parent_of("images"),
-        dtype=config["embed"]["dtype"],
+        dtype=config["embed"]["dtype"]["tokens"],
         batch_size=config["embed"]["batch_size"],
         workers=config["embed"]["workers"],
         device=config["embed"]["device"],

@@ -21,7 +21,7 @@ from fmridecode.embeddings import (
     train_clip,
     write_caches,
 )
-from fmridecode.embeddings.cache import write_token_caches
+from fmridecode.embeddings.cache import load_pooled, save_pooled, write_token_caches
 from fmridecode.embeddings.model import create_untrained, save_checkpoint
 from fmridecode.embeddings.tokens import encode_images
 from fmridecode.io import DataError, file_sha256, load_indexed, save_indexed, write_parquet
@@ -265,6 +265,54 @@ def test_write_caches_follows_the_contract(trained, tmp_path):
     write_parquet(bad, stim / "captions.parquet")
     with pytest.raises(DataError, match="captions.parquet"):
         write_caches(TINY, trained[0], stim, tmp_path / "embed2")
+
+
+def test_float16_pooled_caches_halve_the_file_and_read_back_as_float32_unit_rows(trained, tmp_path):
+    stim = tmp_path / "stimuli"
+    images, ids, captions, _ = colour_squares(2, seed=6)
+    split = np.where(np.arange(len(ids)) % 3 == 0, "test", "train")
+    save_indexed(stim / "images.npy", images, pd.DataFrame({"stim_id": ids, "split": split}))
+    write_parquet(captions, stim / "captions.parquet")
+    full = write_caches(TINY, trained[0], stim, tmp_path / "f32", clamp=6.0)
+    half = write_caches(TINY, trained[0], stim, tmp_path / "f16", clamp=6.0, dtype="float16")
+    assert (full["dtype"], half["dtype"]) == ("float32", "float16")
+    for name in ("image", "caption"):
+        stored = np.load(tmp_path / "f16" / f"{name}.npy")
+        assert stored.dtype == np.float16
+        ref, ref_index = load_pooled(tmp_path / "f32" / f"{name}.npy")
+        rows, index = load_pooled(tmp_path / "f16" / f"{name}.npy")
+        pd.testing.assert_frame_equal(index, ref_index)
+        assert rows.dtype == np.float32 and ref.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-6)
+        np.testing.assert_allclose(rows, ref, atol=1e-3)  # float16 rounding only
+        assert (rows @ rows.T).argmax(1).tolist() == (ref @ ref.T).argmax(1).tolist()
+        data = rows.shape[0] * rows.shape[1]
+        size = (tmp_path / "f16" / f"{name}.npy").stat().st_size
+        assert size - 2 * data == (tmp_path / "f32" / f"{name}.npy").stat().st_size - 4 * data
+    # float32 caches come back exactly as written; views (N, V, D) normalised on the last axis
+    assert np.array_equal(
+        load_pooled(tmp_path / "f32" / "image.npy")[0], np.load(tmp_path / "f32" / "image.npy")
+    )
+    views = np.random.default_rng(0).standard_normal((4, 3, 8)).astype(np.float32)
+    views /= np.linalg.norm(views, axis=-1, keepdims=True)
+    save_pooled(tmp_path / "views.npy", views, pd.DataFrame({"stim_id": list("abcd")}), "float16")
+    back, _ = load_pooled(tmp_path / "views.npy")
+    assert back.shape == views.shape and back.dtype == np.float32
+    np.testing.assert_allclose(back, views, atol=1e-3)
+    np.testing.assert_allclose(np.linalg.norm(back, axis=-1), 1.0, atol=1e-6)
+    # refused: other storage types, and caches that are not embeddings
+    bad_type = "pooled caches: dtype must be float16 or float32, got 'bfloat16'"
+    with pytest.raises(DataError, match=bad_type):
+        write_caches(TINY, trained[0], stim, tmp_path / "bad", dtype="bfloat16")
+    with pytest.raises(DataError, match="views.npy: dtype must be float16 or float32"):
+        save_pooled(tmp_path / "views.npy", views, pd.DataFrame({"stim_id": list("abcd")}), "int8")
+    save_indexed(tmp_path / "u8.npy", images[:2], pd.DataFrame({"stim_id": ["a", "b"]}))
+    with pytest.raises(DataError, match="u8.npy: an embedding cache must be float16 or float32"):
+        load_pooled(tmp_path / "u8.npy")
+    zero = np.zeros((2, 8), np.float16)
+    save_indexed(tmp_path / "zero.npy", zero, pd.DataFrame({"stim_id": ["a", "b"]}))
+    with pytest.raises(DataError, match="zero.npy: non-finite or all-zero"):
+        load_pooled(tmp_path / "zero.npy")
 
 
 def test_retrieval_top1_counts_matches():

@@ -19,7 +19,7 @@ import yaml
 from workflow_helpers import REPO, TINY, scheduled_jobs, snakemake
 
 from fmridecode.datasets.synthetic import design_summary
-from fmridecode.io import load_indexed
+from fmridecode.embeddings.cache import load_pooled
 
 pytestmark = pytest.mark.workflow
 OUT = "results/synthetic-tiny"
@@ -385,6 +385,17 @@ def test_invalidation_clip_model_change_reembeds_and_screening_change_does_not(t
     assert jobs.get("screen_captions") == 1 and {"fit_ridge", "fit"} <= set(jobs), jobs
     # embed_classes reruns only for its quality file (the text zero-shot uses kept captions)
     assert not {"train_clip", "embed", "embed_views", "roi"} & set(jobs), jobs
+    # the pooled caches' storage type re-embeds with the same model (no train_clip); the
+    # token caches' type touches nothing here (the tiny DAG makes no token cache)
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["embed"]["dtype"] = {"pooled": "float32", "tokens": "float32"}
+    changed.write_text(yaml.safe_dump(cfg))
+    jobs = scheduled_jobs(snakemake(tiny_run, "--dry-run", configfiles=[changed]))
+    assert {"embed", "embed_views", "screen_captions", "fit_ridge", "fit"} <= set(jobs), jobs
+    assert not {"train_clip", "simulate_subject", "glm", "roi", "embed_tokens"} & set(jobs)
+    cfg["embed"]["dtype"] = {"pooled": "float16", "tokens": "float32"}
+    changed.write_text(yaml.safe_dump(cfg))
+    assert not scheduled_jobs(snakemake(tiny_run, "--dry-run", configfiles=[changed]))
 
 
 def test_caption_screening_keeps_specific_captions_on_the_simulator(tiny_run):
@@ -395,8 +406,11 @@ def test_caption_screening_keeps_specific_captions_on_the_simulator(tiny_run):
     share = table.groupby("kind")["kept"].mean()
     assert share["detailed"] > 0.9 and share["vague"] < 0.1, share
     assert table.groupby("stim_id")["kept"].any().all()  # every image keeps a caption
-    kept, index = load_indexed(out / "caption_kept.npy")
+    kept, index = load_pooled(out / "caption_kept.npy")
     assert len(kept) == table["kept"].sum() and np.allclose(np.linalg.norm(kept, axis=1), 1)
+    # the tiny config stores the pooled caches in float16 (embed.dtype.pooled)
+    for name in ("image", "caption", "caption_kept", "image_views"):
+        assert np.load(out / f"{name}.npy", mmap_mode="r").dtype == np.float16, name
     clamped = pd.read_parquet(out / "clamped.parquet")
     assert set(clamped["modality"]) <= {"image", "caption"}
     assert (clamped["max_abs_over_scale"] > 6.0).all()  # embed.clamp: 6 x the typical RMS

@@ -3,9 +3,9 @@
 from pathlib import Path
 
 from fmridecode.devices import resolve_device
-from fmridecode.embeddings.cache import write_caches
+from fmridecode.embeddings.cache import load_pooled, write_caches
 from fmridecode.embeddings.train import caption_retrieval
-from fmridecode.io import load_indexed, write_json
+from fmridecode.io import write_json
 from fmridecode.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -14,10 +14,10 @@ p = smk.params
 summary = write_caches(
     p.model, p.pretrained, p.stim_dir, Path(smk.output.image).parent,
     device=resolve_device(p.device), batch_size=p.batch_size, workers=p.workers, clamp=p.clamp,
-    progress=True,
+    dtype=p.dtype, progress=True,
 )  # fmt: skip
-image, image_index = load_indexed(smk.output.image)
-caption, caption_index = load_indexed(smk.output.caption)
+image, image_index = load_pooled(smk.output.image)
+caption, caption_index = load_pooled(smk.output.caption)
 quality = caption_retrieval(image, image_index, caption, caption_index, split="test")
 # flat keys (the report lists the scalar entries of this file)
 summary.update(

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from fmridecode.embeddings.cache import load_pooled
 from fmridecode.embeddings.model import load_model
 from fmridecode.embeddings.prompts import TEMPLATES, class_embeddings
 from fmridecode.embeddings.tokens import class_embeddings_with_context, load_context
@@ -38,7 +39,7 @@ log.info("%d classes (%d templates unless context); held out: %s", len(index), l
 # the CLIP space's own zero-shot accuracy: the true embeddings of the test images showing a
 # held-out category, classified among all categories (the ceiling of decoded embeddings)
 truth = load_truth(smk.input.image, smk.input.caption, smk.output.classes, smk.input.labels)
-_, image_index = load_indexed(smk.input.image)
+_, image_index = load_pooled(smk.input.image)
 test = list(image_index.loc[image_index["split"] == "test", "stim_id"])
 quality = embedding_zero_shot(truth.targets, truth.labels, emb, names, set(held), test)
 write_json(quality, smk.output.quality)

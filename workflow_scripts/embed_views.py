@@ -1,9 +1,9 @@
 """Rule embed_views: CLIP embeddings of augmented views of the non-test images."""
 
 from fmridecode.devices import resolve_device
-from fmridecode.embeddings.cache import embed_views
+from fmridecode.embeddings.cache import embed_views, save_pooled
 from fmridecode.embeddings.model import load_model
-from fmridecode.io import load_indexed, read_json, save_indexed
+from fmridecode.io import load_indexed, read_json
 from fmridecode.workflow import setup
 
 smk = snakemake  # noqa: F821 - injected by Snakemake
@@ -17,5 +17,6 @@ emb = embed_views(
     model, preprocess, images[keep], a["views"], p.seed, crop=a["crop"], jitter=a["jitter"],
     threshold=threshold, batch_size=p.batch_size, workers=p.workers, progress=True,
 )  # fmt: skip
-save_indexed(smk.output.views, emb, index.loc[keep, ["stim_id"]].astype(str).reset_index(drop=True))
+views_index = index.loc[keep, ["stim_id"]].astype(str).reset_index(drop=True)
+save_pooled(smk.output.views, emb, views_index, p.dtype)
 log.info("%d images x %d views embedded (clamp threshold %s)", len(emb), a["views"], threshold)

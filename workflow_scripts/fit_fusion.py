@@ -4,6 +4,7 @@ images per target (image, text); writes the fused test predictions and the weigh
 import numpy as np
 import pandas as pd
 
+from fmridecode.embeddings.cache import load_pooled
 from fmridecode.io import DataError, load_indexed, save_indexed, write_parquet
 from fmridecode.mappers.fusion import choose_weights, fuse
 from fmridecode.mappers.targets import align, text_embeddings
@@ -12,8 +13,8 @@ from fmridecode.workflow import setup
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 p = smk.params
-image_emb, image_index = load_indexed(smk.input.image)
-caption_emb, caption_index = load_indexed(smk.input.caption)
+image_emb, image_index = load_pooled(smk.input.image)
+caption_emb, caption_index = load_pooled(smk.input.caption)
 truth = {
     "image": (image_emb, list(image_index["stim_id"])),
     "text": text_embeddings(caption_emb, caption_index),

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from fmridecode.devices import resolve_device
+from fmridecode.embeddings.cache import load_pooled
 from fmridecode.io import (
     atomic_path,
     clear,
@@ -24,8 +25,8 @@ smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 p, t, mapper = smk.params, smk.params.training, smk.wildcards.mapper
 X, vindex = load_indexed(smk.input.voxels)
-image_emb, image_index = load_indexed(smk.input.image)
-caption_emb, caption_index = load_indexed(smk.input.caption)
+image_emb, image_index = load_pooled(smk.input.image)
+caption_emb, caption_index = load_pooled(smk.input.caption)
 extra = {}
 if p.targets == "lowres":  # the two-stage method's first stage: the low-res image
     images, stim_index = load_indexed(smk.input.images)

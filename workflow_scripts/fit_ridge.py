@@ -2,6 +2,7 @@
 
 import pandas as pd
 
+from fmridecode.embeddings.cache import load_pooled
 from fmridecode.io import load_indexed, save_indexed, write_parquet
 from fmridecode.mappers.ridge import RidgeCV
 from fmridecode.mappers.targets import align, decoding_targets
@@ -12,8 +13,8 @@ smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 p = smk.params
 X, vindex = load_indexed(smk.input.voxels)
-image_emb, image_index = load_indexed(smk.input.image)
-caption_emb, caption_index = load_indexed(smk.input.caption)
+image_emb, image_index = load_pooled(smk.input.image)
+caption_emb, caption_index = load_pooled(smk.input.caption)
 images, stim_index = load_indexed(smk.input.images)
 targets = decoding_targets(
     image_emb,

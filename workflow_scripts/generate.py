@@ -8,7 +8,7 @@ until they are written, so a killed run (rerun with --rerun-incomplete) resumes 
 """
 
 from fmridecode.devices import resolve_device
-from fmridecode.embeddings.cache import embed_images
+from fmridecode.embeddings.cache import embed_images, load_pooled
 from fmridecode.embeddings.model import load_model
 from fmridecode.generators.guidance import clip_guide, nearest_in_bank
 from fmridecode.generators.resume import best_of_resumable, clear, partial_dir, sample_seed
@@ -37,7 +37,7 @@ def start_images(start: str):
         guess, guess_index = load_indexed(smk.input.first_guess[0])
         return align(guess, list(guess_index["stim_id"]), ids, "first guesses")
     if start == "bank":  # non-test stimuli only: retrieving a test image would copy the answer
-        emb, emb_index = load_indexed(smk.input.image)
+        emb, emb_index = load_pooled(smk.input.image)
         bank_ids = list(emb_index.loc[emb_index["split"] != "test", "stim_id"])
         bank = align(images, list(index["stim_id"]), bank_ids, "bank images")
         bank_emb = align(emb, list(emb_index["stim_id"]), bank_ids, "bank embeddings")

@@ -1,6 +1,7 @@
 """Rule metrics_categories: category decoding AUC (Mind Reader 3.4) for one subject, from fMRI,
 from true CLIP image embeddings and, per mapper, from the decoded embeddings."""
 
+from fmridecode.embeddings.cache import load_pooled
 from fmridecode.io import load_indexed, read_parquet
 from fmridecode.metrics.categories import category_decoding_rows, no_labels_rows
 from fmridecode.metrics.table import write_metrics
@@ -19,7 +20,7 @@ else:
     X, vindex = load_indexed(smk.input.voxels)
     ids = list(vindex["stim_id"])
     labels = read_parquet(smk.input.labels).groupby("stim_id")["category"].agg(set).to_dict()
-    emb, emb_index = load_indexed(smk.input.image)
+    emb, emb_index = load_pooled(smk.input.image)
     decoded = {}
     for mapper, path in zip(p.mappers, smk.input.pred, strict=True):
         pred, pindex = load_indexed(path)

@@ -5,6 +5,7 @@ import nibabel as nib
 import numpy as np
 from nilearn import masking
 
+from fmridecode.embeddings.cache import load_pooled
 from fmridecode.io import load_indexed, save_nifti, write_parquet
 from fmridecode.metrics.encoding import (
     encoding_figure,
@@ -22,7 +23,7 @@ smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 p, w, out = smk.params, smk.wildcards, smk.output
 voxels, vindex = load_indexed(smk.input.voxels)
-emb, emb_index = load_indexed(smk.input.image)
+emb, emb_index = load_pooled(smk.input.image)
 fit = fit_encoding(
     emb, emb_index["stim_id"], voxels, vindex, p.alphas, p.cv_folds, p.alpha_per_target, p.seed
 )

@@ -5,7 +5,7 @@ metrics (AlexNet(2), AlexNet(5), Inception-v3 2-way; EffNet-B1 and SwAV distance
 weights are present; otherwise those rows are written as unavailable with the reason.
 """
 
-from fmridecode.embeddings.cache import embed_images
+from fmridecode.embeddings.cache import embed_images, load_pooled
 from fmridecode.embeddings.model import load_model
 from fmridecode.io import load_indexed
 from fmridecode.mappers.targets import align
@@ -18,7 +18,7 @@ smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 p, w = smk.params, smk.wildcards
 images, index = load_indexed(smk.input.images)
-emb, emb_index = load_indexed(smk.input.image)
+emb, emb_index = load_pooled(smk.input.image)
 model, preprocess, _ = load_model(p.model, p.pretrained)
 networks = {}  # name -> (feature extractor or None, why not)
 for name in NETWORKS:

@@ -4,6 +4,7 @@ decoding metric (rows carry the column supervision)."""
 import tempfile
 
 from fmridecode.devices import resolve_device
+from fmridecode.embeddings.cache import load_pooled
 from fmridecode.io import load_indexed
 from fmridecode.mappers.zoo import SUPERVISION, fit_mapper, load_image_views, subject_data
 from fmridecode.metrics.decoding import DecodingSettings, decoding_rows, load_truth
@@ -14,8 +15,8 @@ smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 p, t, w = smk.params, smk.params.training, smk.wildcards
 X, vindex = load_indexed(smk.input.voxels)
-image_emb, image_index = load_indexed(smk.input.image)
-caption_emb, caption_index = load_indexed(smk.input.caption)
+image_emb, image_index = load_pooled(smk.input.image)
+caption_emb, caption_index = load_pooled(smk.input.caption)
 train, val, eval_x, eval_index = subject_data(
     X, vindex, image_emb, image_index, caption_emb, caption_index, p.validation, p.seed,
     caption=t["caption"], image_views=load_image_views(smk.input.views),

@@ -6,7 +6,7 @@ SD (0-255 scale, clipped; 0 = the plain first guess) the noisy first guess (gene
 reconstruction, with the amplitude in column ``noise_amplitude``.
 """
 
-from fmridecode.embeddings.cache import embed_images
+from fmridecode.embeddings.cache import embed_images, load_pooled
 from fmridecode.embeddings.model import load_model
 from fmridecode.generators.tiny_diffusion import load_generator, reconstruct
 from fmridecode.images import add_noise
@@ -25,7 +25,7 @@ guess, guess_index = load_indexed(smk.input.first_guess)
 guess = align(guess, list(guess_index["stim_id"]), ids, "first guesses")
 images, index = load_indexed(smk.input.images)
 stimuli = align(images, list(index["stim_id"]), ids, "stimuli")
-emb, emb_index = load_indexed(smk.input.image)
+emb, emb_index = load_pooled(smk.input.image)
 true_emb = align(emb, list(emb_index["stim_id"]), ids, "image embeddings")
 pipe = load_generator(smk.input.model, p.device)
 model, preprocess, _ = load_model(p.clip_model, p.clip_pretrained)

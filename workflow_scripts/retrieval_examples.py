@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fmridecode.embeddings.cache import load_pooled
 from fmridecode.io import atomic_path, load_indexed
 from fmridecode.mappers.targets import align
 from fmridecode.metrics.retrieval import top_k
@@ -15,7 +16,7 @@ smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 p, w = smk.params, smk.wildcards
 pred, pred_index = load_indexed(smk.input.pred)
-emb, emb_index = load_indexed(smk.input.image)
+emb, emb_index = load_pooled(smk.input.image)
 images, images_index = load_indexed(smk.input.images)
 ids = list(pred_index["stim_id"])
 uniq = list(dict.fromkeys(ids))  # the candidate pool: every test image once

@@ -1,5 +1,6 @@
 """Rule train_generator: train the small embedding-conditioned diffusion model."""
 
+from fmridecode.embeddings.cache import load_pooled
 from fmridecode.generators.train import train_generator
 from fmridecode.io import load_indexed, write_json
 from fmridecode.mappers.targets import align
@@ -9,7 +10,7 @@ smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 s = smk.params.settings
 images, index = load_indexed(smk.input.images)
-emb, emb_index = load_indexed(smk.input.image)
+emb, emb_index = load_pooled(smk.input.image)
 keep = (index["split"] != "test").to_numpy()
 ids = list(index["stim_id"][keep])
 stats = train_generator(

@@ -4,6 +4,7 @@ Reconstructions from them measure what the generators can do with perfect decodi
 ceiling that predicted embeddings are compared against.
 """
 
+from fmridecode.embeddings.cache import load_pooled
 from fmridecode.io import load_indexed, read_parquet, save_indexed
 from fmridecode.mappers.targets import align, decoding_targets
 from fmridecode.workflow import setup
@@ -11,8 +12,8 @@ from fmridecode.workflow import setup
 smk = snakemake  # noqa: F821 - injected by Snakemake
 log = setup(smk)
 vindex = read_parquet(smk.input.voxels_index)
-image_emb, image_index = load_indexed(smk.input.image)
-caption_emb, caption_index = load_indexed(smk.input.caption)
+image_emb, image_index = load_pooled(smk.input.image)
+caption_emb, caption_index = load_pooled(smk.input.caption)
 images, stim_index = load_indexed(smk.input.images)
 targets = decoding_targets(
     image_emb, image_index, caption_emb, caption_index, images, stim_index, smk.params.lowres_size

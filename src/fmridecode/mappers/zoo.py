@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fmridecode.io import DataError, load_indexed, run_key
+from fmridecode.embeddings.cache import load_pooled
+from fmridecode.io import DataError, run_key
 from fmridecode.mappers import TRAINABLE, losses, nets
 from fmridecode.mappers.targets import align
 from fmridecode.mappers.training import (
@@ -319,7 +320,7 @@ def load_image_views(paths: list[str] | tuple[str, ...]) -> tuple[np.ndarray, li
     when the rule was given none (``embed.augment.views: 0``)."""
     if not paths:
         return None
-    emb, index = load_indexed(paths[0])
+    emb, index = load_pooled(paths[0])
     return emb, list(index["stim_id"].astype(str))
 
 

@@ -55,8 +55,10 @@ def load_truth(
 ) -> Truth:
     """The scoring truth from the embedding caches (image, caption and class embeddings,
     each an indexed array) and the stimulus label table (``stim_id, category``)."""
-    image_emb, image_index = load_indexed(image)
-    caption_emb, caption_index = load_indexed(caption)
+    from fmridecode.embeddings.cache import load_pooled
+
+    image_emb, image_index = load_pooled(image)
+    caption_emb, caption_index = load_pooled(caption)
     class_emb, class_index = load_indexed(classes)
     return Truth(
         targets={
