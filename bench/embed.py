@@ -17,7 +17,9 @@ depend on the weights):
 3. tokens pooled: ``fmridecode.embeddings.tokens.encode_images`` with ``workers`` 0 and 2
    DataLoader processes (``--workers``), raw pooled output; ``encode_texts``;
 4. token-level: the same with ``tokens=True`` (image tokens (N, T, W), text states (M, L, W));
-   for texts also with a learned context of 4 vectors (CoOp hook).
+   for texts also with a learned context of 4 vectors (CoOp hook);
+5. half precision: the pooled paths under float16 autocast (``compute``, what
+   ``embed.dtype.compute: auto`` picks on CUDA; also run on the CPU for comparison).
 
 Agreement: every path's pooled output, L2-normalised, against the naive one (max abs
 difference); the raw paths also unnormalised. Preprocessing is part of every image path's
@@ -146,6 +148,13 @@ def main() -> None:
                 ),
             )
         )
+    half = torch.float16
+    image_paths.append(
+        (
+            "tokens.encode_images pooled, float16 autocast",
+            lambda: encode_images(model, preprocess, images, batch_size=bs, compute=half)[0],
+        )
+    )
     text_paths: list[tuple[str, Callable[[], Any]]] = [
         ("naive loop (1 text per call)", naive_texts),
         ("cache.embed_texts", lambda: embed_texts(model, tokenizer, texts, bs)),
@@ -156,6 +165,10 @@ def main() -> None:
         (
             "tokens.encode_texts tokens=True",
             lambda: encode_texts(model, tokenizer, texts, batch_size=bs, tokens=True),
+        ),
+        (
+            "tokens.encode_texts pooled, float16 autocast",
+            lambda: encode_texts(model, tokenizer, texts, batch_size=bs, compute=half)[0],
         ),
     ]
     if context is not None:
@@ -203,14 +216,14 @@ def main() -> None:
 
     def best(kind: str, prefix: str) -> tuple[str, float, float]:
         cand = [r for r in rows if r[0] == kind and r[1].startswith(prefix)]
-        cand = [r for r in cand if "context" not in r[1]]
+        cand = [r for r in cand if "context" not in r[1] and "float16" not in r[1]]
         r = max(cand, key=lambda r: r[4])
         return r[1], r[4], r[5]
 
     def where(name: str) -> str:
         return f", {name.split(', ')[-1]}" if "workers" in name else ""
 
-    agree = max(r[7] for r in rows if "context" not in r[1])
+    agree = max(r[7] for r in rows if "context" not in r[1] and "float16" not in r[1])
     parts = [
         f"embed bench: {args.model} random init, {len(images)} images {args.size}->{image_size}"
         f" px, {len(texts)} texts, {os.cpu_count()} cores ({args.threads} threads), {device}"
@@ -220,12 +233,14 @@ def main() -> None:
         cache = next(r for r in rows if r[0] == kind and r[1].startswith("cache"))
         pooled = best(kind, f"tokens.encode_{kind} pooled")
         tok = best(kind, f"tokens.encode_{kind} tokens=True")
+        fp16 = next(r for r in rows if r[0] == kind and "float16" in r[1])
         parts.append(
             f"{kind}/s naive {naive[4]:,.0f}, cache {cache[4]:,.0f} (x{cache[5]:.1f}), "
             f"pooled {pooled[1]:,.0f} (x{pooled[2]:.1f}{where(pooled[0])}), "
-            f"token-level {tok[1]:,.0f} (x{tok[2]:.1f})"
+            f"token-level {tok[1]:,.0f} (x{tok[2]:.1f}), "
+            f"float16 autocast {fp16[4]:,.0f} (x{fp16[5]:.1f}, within {fp16[7]:.1e})"
         )
-    parts.append(f"all paths agree with naive to {agree:.1e} (unit-norm)")
+    parts.append(f"float32 paths agree with naive to {agree:.1e} (unit-norm)")
     print(" | ".join(parts))
 
 

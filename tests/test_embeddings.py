@@ -9,6 +9,7 @@ import open_clip
 import pandas as pd
 import pytest
 import torch
+from devices import DEVICES
 
 from fmridecode.embeddings import (
     embed_images,
@@ -313,6 +314,40 @@ def test_float16_pooled_caches_halve_the_file_and_read_back_as_float32_unit_rows
     save_indexed(tmp_path / "zero.npy", zero, pd.DataFrame({"stim_id": ["a", "b"]}))
     with pytest.raises(DataError, match="zero.npy: non-finite or all-zero"):
         load_pooled(tmp_path / "zero.npy")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_half_precision_compute_stays_within_rounding_of_float32(trained, tmp_path, device):
+    """embed.dtype.compute: float16 autocast (auto's choice on CUDA) gives the float32
+    embeddings to half-precision rounding, on the CPU and on CUDA; auto on the CPU is float32."""
+    stim = tmp_path / "stimuli"
+    images, ids, captions, _ = colour_squares(2, seed=6)
+    split = np.where(np.arange(len(ids)) % 3 == 0, "test", "train")
+    save_indexed(stim / "images.npy", images, pd.DataFrame({"stim_id": ids, "split": split}))
+    write_parquet(captions, stim / "captions.parquet")
+    ref = write_caches(TINY, trained[0], stim, tmp_path / "ref")
+    auto = write_caches(TINY, trained[0], stim, tmp_path / "auto", device=device, compute="auto")
+    half = write_caches(TINY, trained[0], stim, tmp_path / "half", device=device, compute="float16")
+    assert ref["compute_dtype"] == "float32" and half["compute_dtype"] == "float16"
+    assert auto["compute_dtype"] == ("float16" if device == "cuda" else "float32")
+    for name in ("image", "caption"):
+        want = np.load(tmp_path / "ref" / f"{name}.npy")
+        got = np.load(tmp_path / "half" / f"{name}.npy")
+        assert got.dtype == np.float32  # storage stays embed.dtype.pooled
+        err = np.abs(got - want).max()
+        assert 0 < err < 5e-3, (name, err)  # really ran in half precision, and only rounded
+        assert ((got @ got.T).argmax(1) == (want @ want.T).argmax(1)).all()
+        if device == "cpu":
+            assert np.array_equal(np.load(tmp_path / "auto" / f"{name}.npy"), want)
+    out = {"image": tmp_path / "tok16.npy"}
+    write_token_caches(TINY, trained[0], stim, {"image": tmp_path / "tok32.npy"}, dtype="float32")
+    write_token_caches(
+        TINY, trained[0], stim, out, dtype="float32", device=device, compute="float16"
+    )
+    a, b = np.load(tmp_path / "tok32.npy"), np.load(out["image"])
+    np.testing.assert_allclose(b, a, atol=1e-2 * np.abs(a).max())
+    with pytest.raises(DataError, match="unknown dtype 'float8'"):
+        write_caches(TINY, trained[0], stim, tmp_path / "bad", compute="float8")
 
 
 def test_retrieval_top1_counts_matches():

@@ -396,6 +396,11 @@ def test_invalidation_clip_model_change_reembeds_and_screening_change_does_not(t
     cfg["embed"]["dtype"] = {"pooled": "float16", "tokens": "float32"}
     changed.write_text(yaml.safe_dump(cfg))
     assert not scheduled_jobs(snakemake(tiny_run, "--dry-run", configfiles=[changed]))
+    cfg["embed"]["dtype"] = {"compute": "bfloat16", "pooled": "float16"}  # the arithmetic
+    changed.write_text(yaml.safe_dump(cfg))
+    jobs = scheduled_jobs(snakemake(tiny_run, "--dry-run", configfiles=[changed]))
+    assert {"embed", "embed_views", "screen_captions", "fit_ridge"} <= set(jobs), jobs
+    assert not {"train_clip", "glm", "roi"} & set(jobs), jobs
 
 
 def test_caption_screening_keeps_specific_captions_on_the_simulator(tiny_run):

@@ -14,7 +14,7 @@ p = smk.params
 summary = write_caches(
     p.model, p.pretrained, p.stim_dir, Path(smk.output.image).parent,
     device=resolve_device(p.device), batch_size=p.batch_size, workers=p.workers, clamp=p.clamp,
-    dtype=p.dtype, progress=True,
+    dtype=p.dtype, compute=p.compute, progress=True,
 )  # fmt: skip
 image, image_index = load_pooled(smk.output.image)
 caption, caption_index = load_pooled(smk.output.caption)

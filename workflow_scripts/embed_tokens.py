@@ -9,6 +9,7 @@ log = setup(smk)
 p = smk.params
 shapes = write_token_caches(
     p.model, p.pretrained, p.stim_dir, {smk.wildcards.what: smk.output.out}, dtype=p.dtype,
-    device=resolve_device(p.device), batch_size=p.batch_size, workers=p.workers, progress=True,
+    compute=p.compute, device=resolve_device(p.device), batch_size=p.batch_size,
+    workers=p.workers, progress=True,
 )  # fmt: skip
 log.info("token cache %s: shape %s, %s", smk.wildcards.what, shapes, p.dtype)

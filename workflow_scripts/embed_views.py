@@ -15,7 +15,8 @@ model, preprocess, _ = load_model(p.model, p.pretrained, device=resolve_device(p
 threshold = read_json(smk.input.quality).get("clamp_threshold_image")
 emb = embed_views(
     model, preprocess, images[keep], a["views"], p.seed, crop=a["crop"], jitter=a["jitter"],
-    threshold=threshold, batch_size=p.batch_size, workers=p.workers, progress=True,
+    threshold=threshold, batch_size=p.batch_size, workers=p.workers, compute=p.compute,
+    progress=True,
 )  # fmt: skip
 views_index = index.loc[keep, ["stim_id"]].astype(str).reset_index(drop=True)
 save_pooled(smk.output.views, emb, views_index, p.dtype)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from fmridecode.devices import torch_dtype
 from fmridecode.embeddings.model import load_model
 from fmridecode.io import (
     DataError,
@@ -160,6 +161,7 @@ def write_caches(
     workers: int = 0,
     clamp: float | None = None,
     dtype: str = "float32",
+    compute: str = "float32",
     progress: bool = False,
 ) -> dict[str, Any]:
     """Embed every stimulus image and caption once; write the caches into ``out_dir``.
@@ -168,7 +170,8 @@ def write_caches(
     ``caption.npy`` (index ``stim_id, caption_idx, kind``, rows in the order of
     captions.parquet): the pooled embeddings, outlier dimensions clamped to ``clamp`` x RMS
     (``clamp_outliers``; None: not clamped), then L2-normalised, stored in ``dtype``
-    (``save_pooled``). ``clamped.parquet``:
+    (``save_pooled``); the model runs in ``compute`` (``devices.torch_dtype``: auto =
+    float16 autocast on CUDA, float32 on the CPU). ``clamped.parquet``:
     which dimensions were clamped, per modality. ``model.json``: the model's identity
     (``model_identity``: weights' checksum, preprocessing, logit scale). Returns a summary.
     """
@@ -177,14 +180,18 @@ def write_caches(
     from fmridecode.embeddings.tokens import encode_images, encode_texts
 
     _check_dtype(dtype, "pooled caches")
+    half = torch_dtype(compute, device)
     images, index, captions = read_stimuli(stim_dir)
     model, preprocess, tokenizer = load_model(model_name, pretrained, device=device)
     identity = model_identity(model_name, pretrained, model, preprocess)
     raw_image, _ = encode_images(
-        model, preprocess, images, batch_size=batch_size, workers=workers, progress=progress
-    )
+        model, preprocess, images, batch_size=batch_size, workers=workers, compute=half,
+        progress=progress,
+    )  # fmt: skip
     texts = captions["caption"].astype(str).tolist()
-    raw_caption, _ = encode_texts(model, tokenizer, texts, batch_size=batch_size, progress=progress)
+    raw_caption, _ = encode_texts(
+        model, tokenizer, texts, batch_size=batch_size, compute=half, progress=progress
+    )
     split = dict(zip(index["stim_id"].astype(str), index["split"].astype(str), strict=True))
     fit_image = index["split"].astype(str).to_numpy() != "test"
     fit_caption = captions["stim_id"].astype(str).map(split).to_numpy() != "test"
@@ -216,6 +223,7 @@ def write_caches(
         "n_captions": int(len(caption)),
         "dim": int(image.shape[1]),
         "dtype": dtype,
+        "compute_dtype": str(half).removeprefix("torch."),
         "clamp_rms": clamp,
         # absolute thresholds, for embeddings made later in the same space (augmented views)
         "clamp_threshold_image": None
@@ -237,6 +245,7 @@ def write_token_caches(
     *,
     dtype: str = "float16",
     device: str = "cpu",
+    compute: str = "float32",
     batch_size: int = 64,
     workers: int = 0,
     chunk: int = 1024,
@@ -245,10 +254,12 @@ def write_token_caches(
     """Token-level caches, streamed to disk ``chunk`` items at a time (bounded memory at NSD
     scale: 73,000 x 257 x 768 is 29 GB in float16). ``out``: ``image`` and/or ``caption`` ->
     .npy path (index as in ``write_caches``). Stored unnormalised (the model's own hidden
-    states) in ``dtype``. Returns each array's shape."""
+    states) in ``dtype``; computed in ``compute`` (as in ``write_caches``). Returns each
+    array's shape."""
     from fmridecode.embeddings.tokens import encode_images, encode_texts
 
     _check_dtype(dtype, "token caches")
+    half = torch_dtype(compute, device)
     images, index, captions = read_stimuli(stim_dir)
     model, preprocess, tokenizer = load_model(model_name, pretrained, device=device)
     texts = captions["caption"].astype(str).tolist()
@@ -258,13 +269,14 @@ def write_token_caches(
             images,
             index[["stim_id", "split"]].astype(str).reset_index(drop=True),
             lambda b: encode_images(model, preprocess, b, batch_size=batch_size,
-                                    workers=workers, tokens=True, progress=progress)[1],
+                                    workers=workers, tokens=True, compute=half,
+                                    progress=progress)[1],
         ),
         "caption": (
             texts,
             cap_index.astype({"stim_id": str, "caption_idx": "int64", "kind": str}),
             lambda b: encode_texts(model, tokenizer, b, batch_size=batch_size, tokens=True,
-                                   progress=progress)[1],
+                                   compute=half, progress=progress)[1],
         ),
     }  # fmt: skip
     shapes: dict[str, list[int]] = {}
@@ -291,19 +303,21 @@ def embed_views(
     threshold: float | None = None,
     batch_size: int = 256,
     workers: int = 0,
+    compute: str = "float32",
     progress: bool = False,
 ) -> np.ndarray:
     """(N, views, D) unit-norm embeddings of augmented views of (N, H, W, 3) images
     (``augment.augment_images``), raw values clamped to +-``threshold`` first (the image
     cache's clamp, ``write_caches``'s ``clamp_threshold_image``) so views and images share
-    one space."""
+    one space; computed in ``compute`` on the model's device (as in ``write_caches``)."""
     from fmridecode.embeddings.augment import augment_images
     from fmridecode.embeddings.tokens import encode_images
 
     aug = augment_images(check_images(images), views, seed, crop, jitter)
     raw, _ = encode_images(
         model, preprocess, aug.reshape(-1, *aug.shape[2:]), batch_size=batch_size,
-        workers=workers, progress=progress,
+        workers=workers, compute=torch_dtype(compute, str(next(model.parameters()).device)),
+        progress=progress,
     )  # fmt: skip
     if threshold is not None:
         raw = np.clip(raw, -threshold, threshold)

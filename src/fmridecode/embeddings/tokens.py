@@ -48,12 +48,16 @@ class _Images(Dataset):
 
 
 @contextmanager
-def _eval(model: torch.nn.Module) -> Iterator[None]:
-    """Eval mode and inference mode inside; the model's train/eval state restored after."""
+def _eval(model: torch.nn.Module, compute: torch.dtype | None = None) -> Iterator[None]:
+    """Eval mode and inference mode inside, under autocast to ``compute`` when it is a
+    half type (float16 / bfloat16; None or float32: full precision); the model's train/eval
+    state restored after."""
     was_training = model.training
     model.eval()
+    half = compute in (torch.float16, torch.bfloat16)
+    device = _device_of(model).type
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(device, dtype=compute, enabled=half):
             yield
     finally:
         model.train(was_training)
@@ -166,12 +170,15 @@ def encode_images(
     batch_size: int = 256,
     workers: int = 0,
     tokens: bool = False,
+    compute: torch.dtype | None = None,
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Raw pooled image embeddings (N, D) float32 and, if ``tokens``, states (N, T, W).
 
     ``pooled`` is ``model.encode_image`` of the preprocessed images, *not* L2-normalised.
-    ``workers`` DataLoader processes run ``preprocess`` (0 = in this process). Token states:
+    ``workers`` DataLoader processes run ``preprocess`` (0 = in this process). ``compute``
+    float16 / bfloat16 runs the model under ``torch.autocast`` on its device (CUDA's half
+    arithmetic; outputs are float32 either way). Token states:
 
     - open_clip ``VisionTransformer`` (ViT-B/32, ViT-L/14, ...): ``ln_post`` of the last
       block's output, W = the tower's width, unprojected; T = 1 class token + patches
@@ -199,7 +206,7 @@ def encode_images(
     )
     out = _Collector(len(images))
     start = 0
-    with _eval(model), tqdm(total=len(images), unit="img", disable=not progress) as bar:
+    with _eval(model, compute), tqdm(total=len(images), unit="img", disable=not progress) as bar:
         for batch in loader:
             batch = batch.to(device, non_blocking=True)
             if forward is None:
@@ -324,9 +331,11 @@ def encode_texts(
     batch_size: int = 256,
     tokens: bool = False,
     context: np.ndarray | None = None,
+    compute: torch.dtype | None = None,
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Raw pooled text embeddings (M, D) float32 and, if ``tokens``, states (M, L, W).
+    """Raw pooled text embeddings (M, D) float32 and, if ``tokens``, states (M, L, W);
+    ``compute`` as in ``encode_images``.
 
     ``pooled`` equals ``model.encode_text`` (not L2-normalised): the final-layer-normed state
     at the pooled position (open_clip's ``text_global_pool``: the EOT token for CLIP) times
@@ -353,7 +362,7 @@ def encode_texts(
     ctx = None if ctx_np is None else torch.from_numpy(ctx_np).to(device)
     n_ctx = 0 if ctx_np is None else len(ctx_np)
     out = _Collector(len(texts))
-    with _eval(model), tqdm(total=len(texts), unit="text", disable=not progress) as bar:
+    with _eval(model, compute), tqdm(total=len(texts), unit="text", disable=not progress) as bar:
         for start in range(0, len(texts), batch_size):
             ids = _tokenize(tokenizer, texts[start : start + batch_size], n_ctx).to(device)
             if context_length is not None and ids.shape[1] != context_length:
