@@ -18,7 +18,7 @@ depend on the weights):
    DataLoader processes (``--workers``), raw pooled output; ``encode_texts``;
 4. token-level: the same with ``tokens=True`` (image tokens (N, T, W), text states (M, L, W));
    for texts also with a learned context of 4 vectors (CoOp hook);
-5. half precision: the pooled paths under float16 autocast (``compute``, what
+5. half precision: the pooled paths under float16 autocast (``compute="float16"``, what
    ``embed.dtype.compute: auto`` picks on CUDA; also run on the CPU for comparison).
 
 Agreement: every path's pooled output, L2-normalised, against the naive one (max abs
@@ -148,7 +148,7 @@ def main() -> None:
                 ),
             )
         )
-    half = torch.float16
+    half = "float16"
     image_paths.append(
         (
             "tokens.encode_images pooled, float16 autocast",

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,34 +30,20 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # workflow_helpers: how the tests run Snakemake
 EMBEDDING_RULES = (
     "train_clip", "embed", "screen_captions", "embed_classes", "embed_views", "embed_tokens"
 )  # fmt: skip
 
 
-def jobs_of(text: str) -> dict[str, int]:
-    """Rule -> job count from Snakemake's 'Job stats' table (empty when nothing to do)."""
-    if "Nothing to be done" in text:
-        return {}
-    m = re.search(r"Job stats:\n(.*?)\n\n", text, flags=re.S)
-    if not m:
-        raise RuntimeError(f"no job stats in Snakemake's output:\n{text[-3000:]}")
-    rows = (line.split() for line in m.group(1).splitlines())
-    return {r[0]: int(r[1]) for r in rows if len(r) == 2 and r[1].isdigit() and r[0] != "total"}
-
-
 def run(workdir: Path, configs: list[Path], *args: str) -> tuple[float, dict[str, int]]:
-    """Wall time and jobs per rule of one Snakemake call (raises with its log on failure)."""
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-           "--directory", str(workdir), "--cores", str(os.cpu_count() or 1), *args,
-           "--configfile", *map(str, configs)]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    """Wall time and jobs per rule of one Snakemake call (the tests' runner and job-table
+    reader, ``tests/workflow_helpers.py``; raises with its log on failure)."""
+    from workflow_helpers import scheduled_jobs, snakemake
+
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - t0
-    if proc.returncode:
-        raise RuntimeError(f"snakemake {' '.join(args)} failed:\n{proc.stderr[-6000:]}")
-    return wall, jobs_of(proc.stdout + proc.stderr)
+    proc = snakemake(workdir, *args, configfiles=configs, timeout=3600)
+    return time.perf_counter() - t0, scheduled_jobs(proc)
 
 
 def main() -> None:
@@ -67,7 +51,7 @@ def main() -> None:
     ap.add_argument("--configfile", type=Path, default=REPO / "tests/configs/tiny.yaml")
     args = ap.parse_args()
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    config.update({k: v for k, v in yaml.safe_load(args.configfile.read_text()).items()})
+    config.update(yaml.safe_load(args.configfile.read_text()))  # top-level keys suffice here
     out = f"{config['results']}/{config['dataset']}/embed"
     targets = [f"{out}/{name}" for name in ("quality.json", "caption_kept.npy", "classes.npy")]
     if (config.get("embed", {}).get("augment") or {}).get("views"):
@@ -88,7 +72,10 @@ def main() -> None:
                 run(work, [*configs, changed], "all", "--dry-run"),
             ),
         ]
-    print(f"config {args.configfile} (dataset {config['dataset']}), {os.cpu_count()} cores")
+    print(
+        f"config {args.configfile} (dataset {config['dataset']}), "
+        f"snakemake --cores 2 on {os.cpu_count()} cores"
+    )
     print("| step | wall s | embedding jobs | other jobs |")
     print("|---|---|---|---|")
     for name, (wall, jobs) in steps:

@@ -412,10 +412,14 @@ def test_caption_screening_keeps_specific_captions_on_the_simulator(tiny_run):
     assert share["detailed"] > 0.9 and share["vague"] < 0.1, share
     assert table.groupby("stim_id")["kept"].any().all()  # every image keeps a caption
     kept, index = load_pooled(out / "caption_kept.npy")
-    assert len(kept) == table["kept"].sum() and np.allclose(np.linalg.norm(kept, axis=1), 1)
-    # the tiny config stores the pooled caches in float16 (embed.dtype.pooled)
+    assert len(kept) == table["kept"].sum()
+    # the tiny config stores the pooled caches in float16 (embed.dtype.pooled), unit rows to
+    # float16 rounding as written (load_pooled renormalises; the stored rows must be unit)
     for name in ("image", "caption", "caption_kept", "image_views"):
-        assert np.load(out / f"{name}.npy", mmap_mode="r").dtype == np.float16, name
+        stored = np.load(out / f"{name}.npy")
+        assert stored.dtype == np.float16, name
+        norms = np.linalg.norm(stored.astype(np.float32), axis=-1)
+        assert np.abs(norms - 1).max() < 2e-3, (name, np.abs(norms - 1).max())
     clamped = pd.read_parquet(out / "clamped.parquet")
     assert set(clamped["modality"]) <= {"image", "caption"}
     assert (clamped["max_abs_over_scale"] > 6.0).all()  # embed.clamp: 6 x the typical RMS

@@ -180,17 +180,17 @@ def write_caches(
     from fmridecode.embeddings.tokens import encode_images, encode_texts
 
     _check_dtype(dtype, "pooled caches")
-    half = torch_dtype(compute, device)
+    compute_dtype = torch_dtype(compute, device)  # checked before the model is loaded
     images, index, captions = read_stimuli(stim_dir)
     model, preprocess, tokenizer = load_model(model_name, pretrained, device=device)
     identity = model_identity(model_name, pretrained, model, preprocess)
     raw_image, _ = encode_images(
-        model, preprocess, images, batch_size=batch_size, workers=workers, compute=half,
+        model, preprocess, images, batch_size=batch_size, workers=workers, compute=compute,
         progress=progress,
     )  # fmt: skip
     texts = captions["caption"].astype(str).tolist()
     raw_caption, _ = encode_texts(
-        model, tokenizer, texts, batch_size=batch_size, compute=half, progress=progress
+        model, tokenizer, texts, batch_size=batch_size, compute=compute, progress=progress
     )
     split = dict(zip(index["stim_id"].astype(str), index["split"].astype(str), strict=True))
     fit_image = index["split"].astype(str).to_numpy() != "test"
@@ -223,7 +223,7 @@ def write_caches(
         "n_captions": int(len(caption)),
         "dim": int(image.shape[1]),
         "dtype": dtype,
-        "compute_dtype": str(half).removeprefix("torch."),
+        "compute_dtype": str(compute_dtype).removeprefix("torch."),
         "clamp_rms": clamp,
         # absolute thresholds, for embeddings made later in the same space (augmented views)
         "clamp_threshold_image": None
@@ -259,7 +259,7 @@ def write_token_caches(
     from fmridecode.embeddings.tokens import encode_images, encode_texts
 
     _check_dtype(dtype, "token caches")
-    half = torch_dtype(compute, device)
+    torch_dtype(compute, device)  # checked before the model is loaded
     images, index, captions = read_stimuli(stim_dir)
     model, preprocess, tokenizer = load_model(model_name, pretrained, device=device)
     texts = captions["caption"].astype(str).tolist()
@@ -269,14 +269,14 @@ def write_token_caches(
             images,
             index[["stim_id", "split"]].astype(str).reset_index(drop=True),
             lambda b: encode_images(model, preprocess, b, batch_size=batch_size,
-                                    workers=workers, tokens=True, compute=half,
+                                    workers=workers, tokens=True, compute=compute,
                                     progress=progress)[1],
         ),
         "caption": (
             texts,
             cap_index.astype({"stim_id": str, "caption_idx": "int64", "kind": str}),
             lambda b: encode_texts(model, tokenizer, b, batch_size=batch_size, tokens=True,
-                                   compute=half, progress=progress)[1],
+                                   compute=compute, progress=progress)[1],
         ),
     }  # fmt: skip
     shapes: dict[str, list[int]] = {}
@@ -316,8 +316,7 @@ def embed_views(
     aug = augment_images(check_images(images), views, seed, crop, jitter)
     raw, _ = encode_images(
         model, preprocess, aug.reshape(-1, *aug.shape[2:]), batch_size=batch_size,
-        workers=workers, compute=torch_dtype(compute, str(next(model.parameters()).device)),
-        progress=progress,
+        workers=workers, compute=compute, progress=progress,
     )  # fmt: skip
     if threshold is not None:
         raw = np.clip(raw, -threshold, threshold)

@@ -28,6 +28,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from fmridecode.devices import torch_dtype
 from fmridecode.embeddings.cache import check_images
 from fmridecode.io import DataError
 
@@ -48,16 +49,17 @@ class _Images(Dataset):
 
 
 @contextmanager
-def _eval(model: torch.nn.Module, compute: torch.dtype | None = None) -> Iterator[None]:
-    """Eval mode and inference mode inside, under autocast to ``compute`` when it is a
-    half type (float16 / bfloat16; None or float32: full precision); the model's train/eval
-    state restored after."""
+def _eval(model: torch.nn.Module, compute: str = "float32") -> Iterator[None]:
+    """Eval mode and inference mode inside, under autocast when ``compute`` (as
+    ``devices.torch_dtype`` reads it on the model's device: auto = float16 on CUDA) is a half
+    type; the model's train/eval state restored after."""
+    device = _device_of(model)
+    dtype = torch_dtype(compute, str(device))
+    half = dtype in (torch.float16, torch.bfloat16)
     was_training = model.training
     model.eval()
-    half = compute in (torch.float16, torch.bfloat16)
-    device = _device_of(model).type
     try:
-        with torch.inference_mode(), torch.autocast(device, dtype=compute, enabled=half):
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=half):
             yield
     finally:
         model.train(was_training)
@@ -170,15 +172,16 @@ def encode_images(
     batch_size: int = 256,
     workers: int = 0,
     tokens: bool = False,
-    compute: torch.dtype | None = None,
+    compute: str = "float32",
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Raw pooled image embeddings (N, D) float32 and, if ``tokens``, states (N, T, W).
 
     ``pooled`` is ``model.encode_image`` of the preprocessed images, *not* L2-normalised.
     ``workers`` DataLoader processes run ``preprocess`` (0 = in this process). ``compute``
-    float16 / bfloat16 runs the model under ``torch.autocast`` on its device (CUDA's half
-    arithmetic; outputs are float32 either way). Token states:
+    (``embed.dtype.compute``: auto, float32, float16, bfloat16) float16 / bfloat16 runs the
+    model under ``torch.autocast`` on its device (auto: float16 on CUDA, float32 on the CPU);
+    outputs are float32 either way. Token states:
 
     - open_clip ``VisionTransformer`` (ViT-B/32, ViT-L/14, ...): ``ln_post`` of the last
       block's output, W = the tower's width, unprojected; T = 1 class token + patches
@@ -331,7 +334,7 @@ def encode_texts(
     batch_size: int = 256,
     tokens: bool = False,
     context: np.ndarray | None = None,
-    compute: torch.dtype | None = None,
+    compute: str = "float32",
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Raw pooled text embeddings (M, D) float32 and, if ``tokens``, states (M, L, W);
